@@ -1,0 +1,5 @@
+//! The pgkeep binary.
+
+fn main() {
+    println!("pgKeep {}", env!("CARGO_PKG_VERSION"));
+}

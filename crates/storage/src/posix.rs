@@ -1,0 +1,1 @@
+//! Posix driver (to be implemented).
