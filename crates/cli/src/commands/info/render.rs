@@ -1,0 +1,1 @@
+//! Rendering of info output (being written).

@@ -1,0 +1,3 @@
+//! One module per command (mirrors pgBackRest's `src/command/`).
+
+pub mod info;

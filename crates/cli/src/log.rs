@@ -1,0 +1,240 @@
+//! pgBackRest-shaped logging to stdout, stderr and a per-command file.
+//!
+//! Contract (pgBackRest 2.45 `src/common/log.c`):
+//! - A line is `YYYY-MM-DD HH:MM:SS.mmm P00 <LEVEL padded to 6>: [<code>]: message` on stdout and
+//!   in the file (timestamp only with `log-timestamp`), and `<LEVEL>: message` on stderr.
+//! - A message at or below `log-level-stderr` goes to stderr only; otherwise it goes to stdout when
+//!   at or below `log-level-console`. The file gets everything at or below `log-level-file`.
+//! - Continuation lines of a multi-line message are indented under the first line's text.
+//! - The file is `<log-path>/<stanza|all>-<command>.log`, opened in append mode with a
+//!   `PROCESS START` banner; when it cannot be opened a warning is logged and the command goes on.
+//!
+//! The logger is passed explicitly (no global); it is cheap to share behind an `Arc`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Log levels, most severe first (the order pgBackRest compares them in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Nothing is logged.
+    Off,
+    /// Errors.
+    Error,
+    /// Warnings.
+    Warn,
+    /// Progress of a command.
+    Info,
+    /// More detail.
+    Detail,
+    /// Debugging.
+    Debug,
+    /// Tracing.
+    Trace,
+}
+
+impl Level {
+    /// Parse an option value (`off`, `error`, `warn`, `info`, `detail`, `debug`, `trace`).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Level> {
+        Some(match name {
+            "off" => Level::Off,
+            "error" => Level::Error,
+            "warn" => Level::Warn,
+            "info" => Level::Info,
+            "detail" => Level::Detail,
+            "debug" => Level::Debug,
+            "trace" => Level::Trace,
+            _ => return None,
+        })
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Level::Off => "OFF",
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Detail => "DETAIL",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        }
+    }
+}
+
+/// Where and how much to log.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// `log-level-console`.
+    pub console: Level,
+    /// `log-level-stderr`.
+    pub stderr: Level,
+    /// `log-level-file`.
+    pub file: Level,
+    /// `log-timestamp`.
+    pub timestamp: bool,
+    /// Process number shown as `Pnn` (0 for the main process).
+    pub process: u32,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { console: Level::Warn, stderr: Level::Warn, file: Level::Off, timestamp: true, process: 0 }
+    }
+}
+
+/// A logger; all methods take `&self` and are thread-safe.
+pub struct Logger {
+    settings: LogSettings,
+    file: Mutex<Option<File>>,
+}
+
+impl Logger {
+    /// A logger without a file.
+    #[must_use]
+    pub fn new(settings: LogSettings) -> Logger {
+        Logger { settings, file: Mutex::new(None) }
+    }
+
+    /// Open the log file (append, banner). A failure is logged as a warning and file logging is
+    /// turned off, as pgBackRest does.
+    pub fn open_file(&mut self, path: &str) {
+        if self.settings.file == Level::Off {
+            return;
+        }
+        let dir = std::path::Path::new(path).parent().map(std::path::Path::to_path_buf);
+        if let Some(dir) = dir {
+            let _ = std::fs::create_dir_all(&dir);
+        }
+        match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(mut file) => {
+                let nonempty = file.metadata().map(|m| m.len() > 0).unwrap_or(false);
+                let banner = if nonempty { "\n-------------------PROCESS START-------------------\n" } else { "-------------------PROCESS START-------------------\n" };
+                let _ = file.write_all(banner.as_bytes());
+                if let Ok(mut slot) = self.file.lock() {
+                    *slot = Some(file);
+                }
+            }
+            Err(e) => {
+                self.settings.file = Level::Off;
+                self.warn(&format!(
+                    "unable to open log file '{path}': {}\nNOTE: process will continue without log file.",
+                    pgkeep_base::error::io_cause(&e)
+                ));
+            }
+        }
+    }
+
+    /// The settings in force.
+    #[must_use]
+    pub fn settings(&self) -> &LogSettings {
+        &self.settings
+    }
+
+    /// Would a message at `level` be written anywhere?
+    #[must_use]
+    pub fn enabled(&self, level: Level) -> bool {
+        level <= self.settings.console || level <= self.settings.stderr || level <= self.settings.file
+    }
+
+    /// Log an error with its code.
+    pub fn error(&self, code: u8, message: &str) {
+        self.log(Level::Error, Some(code), message);
+    }
+
+    /// Log a warning.
+    pub fn warn(&self, message: &str) {
+        self.log(Level::Warn, None, message);
+    }
+
+    /// Log at info level.
+    pub fn info(&self, message: &str) {
+        self.log(Level::Info, None, message);
+    }
+
+    /// Log at detail level.
+    pub fn detail(&self, message: &str) {
+        self.log(Level::Detail, None, message);
+    }
+
+    /// Log at debug level.
+    pub fn debug(&self, message: &str) {
+        self.log(Level::Debug, None, message);
+    }
+
+    /// Log `message` at `level`, with an error code when given.
+    pub fn log(&self, level: Level, code: Option<u8>, message: &str) {
+        if level == Level::Off || !self.enabled(level) {
+            return;
+        }
+        let mut prefix = String::new();
+        if self.settings.timestamp {
+            let now = chrono::Local::now();
+            prefix.push_str(&now.format("%Y-%m-%d %H:%M:%S%.3f ").to_string());
+        }
+        prefix.push_str(&format!("P{:02} {:>6}: ", self.settings.process, level.label()));
+        let code_text = code.map(|c| format!("[{c:03}]: ")).unwrap_or_default();
+        let full = format!("{prefix}{code_text}{message}");
+        let short_prefix = format!("{}: ", level.label());
+        let short = format!("{short_prefix}{code_text}{message}");
+
+        if level <= self.settings.stderr {
+            write_indented(&mut std::io::stderr().lock(), &short, short_prefix.len());
+        } else if level <= self.settings.console {
+            write_indented(&mut std::io::stdout().lock(), &full, prefix.len());
+        }
+        if level <= self.settings.file
+            && let Ok(mut slot) = self.file.lock()
+            && let Some(file) = slot.as_mut()
+        {
+            write_indented(file, &full, prefix.len());
+        }
+    }
+}
+
+/// Write `text` with every line after the first indented by `indent` spaces.
+fn write_indented(out: &mut dyn Write, text: &str, indent: usize) {
+    let mut buf = String::with_capacity(text.len() + 16);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            buf.push_str(&" ".repeat(indent));
+        }
+        buf.push_str(line);
+        buf.push('\n');
+    }
+    let _ = out.write_all(buf.as_bytes());
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_order_like_pgbackrest() {
+        assert!(Level::Error < Level::Warn);
+        assert!(Level::Info <= Level::Info);
+        assert_eq!(Level::from_name("detail"), Some(Level::Detail));
+        assert_eq!(Level::from_name("loud"), None);
+    }
+
+    #[test]
+    fn continuation_lines_are_indented() {
+        let mut out = Vec::new();
+        write_indented(&mut out, "ERROR: [028]: bad\nHINT: fix it", 7);
+        assert_eq!(String::from_utf8(out).unwrap(), "ERROR: [028]: bad\n       HINT: fix it\n");
+    }
+
+    #[test]
+    fn file_gets_banner_and_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo-info.log");
+        let mut log = Logger::new(LogSettings { console: Level::Off, stderr: Level::Off, file: Level::Info, timestamp: false, process: 0 });
+        log.open_file(path.to_str().unwrap());
+        log.info("hello\nworld");
+        log.detail("hidden");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "-------------------PROCESS START-------------------\nP00   INFO: hello\n              world\n");
+    }
+}
