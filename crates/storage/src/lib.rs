@@ -54,7 +54,7 @@ pub struct StorageInfo {
     pub size: u64,
     /// Modification time, Unix seconds.
     pub mtime: i64,
-    /// Permission bits (`0o7777` mask); `Detail` level only.
+    /// Permission bits (`0o777` mask, as pgBackRest reports them); `Detail` level only.
     pub mode: u32,
     /// Owner uid; `Detail` level only.
     pub uid: u32,
@@ -184,7 +184,9 @@ pub trait Storage: Send + Sync {
     /// Open `path` for an atomic write.
     ///
     /// # Errors
-    /// Failure to create the temp file or its parent path.
+    /// `FileOpen` when the (temp) file cannot be created, `FileMissing` when its directory is
+    /// missing and `create_path` is off, `PathCreate` for parent paths, `UserMissing` for an unknown
+    /// user/group name, `FileOwner` when the owner cannot be changed. Nothing is left behind.
     fn open_write(&self, path: &str, opts: WriteOptions) -> Result<Box<dyn StorageWrite>>;
 
     /// Remove a file (or link). Missing is an error unless `ignore_missing`.
@@ -211,12 +213,14 @@ pub trait Storage: Send + Sync {
     /// fsync a directory.
     ///
     /// # Errors
-    /// `PathSync` on failure; `FeatureNotSupported` on drivers without paths.
+    /// `PathMissing` when absent, `PathOpen` when it cannot be opened, `PathSync` when the fsync
+    /// fails; `FeatureNotSupported` on drivers without paths.
     fn path_sync(&self, path: &str) -> Result<()> {
         Err(not_supported(self.driver(), "path sync", path))
     }
 
-    /// Create a link at `link_path` pointing to `target` (a soft link's target is stored as given).
+    /// Create a link at `link_path` pointing to `target`. A soft link's target is stored as given
+    /// (relative to the link's directory when relative); a hard link's target is a storage path.
     ///
     /// # Errors
     /// `FileOpen` on failure; `FeatureNotSupported` where links do not exist.
@@ -225,10 +229,12 @@ pub trait Storage: Send + Sync {
         Err(not_supported(self.driver(), "link create", link_path))
     }
 
-    /// Rename `from` to `to` within this storage (atomic on posix, parent of `to` synced).
+    /// Rename `from` to `to` within this storage (atomic on posix, parent of `to` synced, missing
+    /// parents of `to` created). Across file systems a file is copied, then the source removed.
     ///
     /// # Errors
-    /// `FileMove` on failure; `FeatureNotSupported` where unsupported.
+    /// `FileMissing` when `from` is missing, `FileMove` on other failures; `FeatureNotSupported`
+    /// where unsupported.
     fn move_file(&self, from: &str, to: &str) -> Result<()> {
         let _ = to;
         Err(not_supported(self.driver(), "move", from))
@@ -274,7 +280,7 @@ pub fn get(storage: &dyn Storage, path: &str) -> Result<Option<Vec<u8>>> {
     reader.read_to_end(&mut data).map_err(|e| {
         Error::io(
             ErrorKind::FileRead,
-            "unable to read file",
+            "unable to read",
             join(storage.root(), path),
             &e,
         )
@@ -291,7 +297,7 @@ pub fn put(storage: &dyn Storage, path: &str, data: &[u8], opts: WriteOptions) -
     writer.write_all(data).map_err(|e| {
         Error::io(
             ErrorKind::FileWrite,
-            "unable to write file",
+            "unable to write",
             join(storage.root(), path),
             &e,
         )
