@@ -455,6 +455,27 @@ impl Error {
     pub fn io(kind: ErrorKind, what: &str, path: impl fmt::Display, err: &std::io::Error) -> Self {
         Error::new(kind, format!("{what} '{path}': {}", io_cause(err)))
     }
+
+    /// Turn an I/O error back into a pgkeep error. An [`Error`] that travelled through a
+    /// `std::io::Read`/`Write` boundary (see `From<Error> for std::io::Error`) comes back unchanged;
+    /// any other I/O error becomes `<what>: <cause>` of `kind`.
+    pub fn from_io_error(err: &std::io::Error, kind: ErrorKind, what: impl fmt::Display) -> Self {
+        match err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<Error>())
+        {
+            Some(inner) => inner.clone(),
+            None => Error::new(kind, format!("{what}: {}", io_cause(err))),
+        }
+    }
+}
+
+/// Lets an [`Error`] cross `std::io` traits (a filter inside a `Read` impl, a storage writer) and
+/// be recovered intact by [`Error::from_io_error`].
+impl From<Error> for std::io::Error {
+    fn from(err: Error) -> Self {
+        std::io::Error::other(err)
+    }
 }
 
 /// Render an I/O error cause the way pgBackRest does: `[errno] text`.
@@ -519,5 +540,19 @@ mod tests {
             "unable to open file '/x/y': [2] No such file or directory"
         );
         assert_eq!(err.code(), 41);
+    }
+
+    #[test]
+    fn errors_survive_a_trip_through_io_error() {
+        let original = Error::new(ErrorKind::Crypto, "cipher header invalid").with_hint("h");
+        let io: std::io::Error = original.clone().into();
+        assert_eq!(
+            Error::from_io_error(&io, ErrorKind::FileRead, "unable to read"),
+            original
+        );
+        let plain = std::io::Error::from_raw_os_error(5);
+        let err = Error::from_io_error(&plain, ErrorKind::FileRead, "unable to read 'x'");
+        assert_eq!(err.kind(), ErrorKind::FileRead);
+        assert_eq!(err.message(), "unable to read 'x': [5] Input/output error");
     }
 }
