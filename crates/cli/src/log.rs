@@ -103,10 +103,6 @@ impl Logger {
         if self.settings.file == Level::Off {
             return;
         }
-        let dir = std::path::Path::new(path).parent().map(std::path::Path::to_path_buf);
-        if let Some(dir) = dir {
-            let _ = std::fs::create_dir_all(&dir);
-        }
         match OpenOptions::new().create(true).append(true).open(path) {
             Ok(mut file) => {
                 let nonempty = file.metadata().map(|m| m.len() > 0).unwrap_or(false);
