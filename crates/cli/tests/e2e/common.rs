@@ -1,0 +1,103 @@
+//! Shared fixtures of the end-to-end tests: a real cluster with a pgBackRest-style config file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pgkeep_testkit::{PgCluster, PgClusterOptions, TempDir, run_as_owner};
+
+pub const PGKEEP: &str = env!("CARGO_BIN_EXE_pgkeep");
+
+/// A cluster plus a pgBackRest-style config file and repository in a temp dir.
+pub struct Site {
+    pub cluster: PgCluster,
+    pub dir: TempDir,
+    pub conf: PathBuf,
+}
+
+impl Site {
+    /// Start a cluster whose `archive_command` is `archive_with` (`pgbackrest` or none) and write
+    /// a config file with one repository.
+    pub fn new(archive_with: Option<&str>) -> Site {
+        let dir = TempDir::new().expect("temp dir");
+        let conf = dir.path().join("pgbackrest.conf");
+        let archive_command =
+            archive_with.map(|tool| format!("{tool} --config={} --stanza=demo archive-push %p", conf.display()));
+        let cluster = PgCluster::start(PgClusterOptions {
+            archive_mode: archive_command.as_ref().map(|_| "on".to_string()),
+            archive_command,
+            ..PgClusterOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("PostgreSQL could not start: {e}"));
+        let site = Site { cluster, dir, conf };
+        site.write_conf("");
+        site
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    pub fn write_conf(&self, extra_global: &str) {
+        let text = format!(
+            "[global]\nrepo1-path={repo}\nlock-path={base}/lock\nlog-path={base}/log\nlog-level-file=off\nstart-fast=y\narchive-timeout=30\n{extra_global}\n[demo]\npg1-path={data}\npg1-socket-path={sock}\npg1-port={port}\npg1-user=postgres\n",
+            repo = self.repo().display(),
+            base = self.dir.path().display(),
+            data = self.cluster.data_dir().display(),
+            sock = self.cluster.socket_dir().display(),
+            port = self.cluster.port(),
+        );
+        std::fs::write(&self.conf, text).expect("write config");
+        pgkeep_testkit::give_to_pg_user(&self.conf).expect("chown config");
+    }
+
+    pub fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(tool);
+        cmd.arg(format!("--config={}", self.conf.display())).args(args);
+        run_as_owner(&cmd).unwrap_or_else(|e| panic!("unable to run {tool} {args:?}: {e}"))
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, tool: &str, args: &[&str]) -> String {
+        let out = self.run(tool, args);
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run and require failure with `code`; returns stderr.
+    pub fn fails(&self, tool: &str, args: &[&str], code: i32) -> String {
+        let out = self.run(tool, args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{tool} {args:?}: expected exit {code}\nstdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        stderr
+    }
+}
+
+pub fn read_tree(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
