@@ -143,7 +143,8 @@ fn bad_input_gets_one_line_errors_with_pgbackrest_codes() {
     assert!(stderr.contains("unable to find primary cluster - cannot proceed"), "{stderr}");
     assert!(!stopped.repo().join("archive").exists(), "nothing may be written");
     // a repository path that is not writable
-    site.write_conf("repo1-path=/proc/pgkeep-repo");
+    let text = std::fs::read_to_string(&site.conf).expect("conf");
+    std::fs::write(&site.conf, text.replace(&site.repo().display().to_string(), "/proc/pgkeep-repo")).expect("conf");
     let out = site.run(PGKEEP, &["--stanza=demo", "stanza-create"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
