@@ -58,7 +58,10 @@ impl Ctx {
         self.stanza_opt().ok_or_else(|| {
             Error::new(
                 ErrorKind::OptionRequired,
-                format!("{} command requires option: stanza", self.cfg.command().name()),
+                format!(
+                    "{} command requires option: stanza",
+                    self.cfg.command().name()
+                ),
             )
         })
     }
@@ -66,7 +69,9 @@ impl Ctx {
     /// `lock-path`.
     #[must_use]
     pub fn lock_path(&self) -> &str {
-        self.cfg.str(OptionId::LockPath).unwrap_or("/tmp/pgbackrest")
+        self.cfg
+            .str(OptionId::LockPath)
+            .unwrap_or("/tmp/pgbackrest")
     }
 
     /// `--force`.
@@ -90,12 +95,6 @@ impl Ctx {
         }
     }
 
-    /// Every configured repo index, ignoring `--repo`.
-    #[must_use]
-    pub fn all_repo_keys(&self) -> Vec<u32> {
-        self.cfg.indexes(Group::Repo)
-    }
-
     /// Open repository `key`.
     ///
     /// # Errors
@@ -104,7 +103,10 @@ impl Ctx {
         let repo_type = self.cfg.str_idx(OptionId::RepoType, key).unwrap_or("posix");
         let storage: Box<dyn Storage> = match repo_type {
             "posix" | "cifs" => {
-                let path = self.cfg.str_idx(OptionId::RepoPath, key).unwrap_or("/var/lib/pgbackrest");
+                let path = self
+                    .cfg
+                    .str_idx(OptionId::RepoPath, key)
+                    .unwrap_or("/var/lib/pgbackrest");
                 Box::new(PosixStorage::new(path))
             }
             other => {
@@ -131,7 +133,11 @@ impl Ctx {
             ),
             _ => None,
         };
-        Ok(Repo { key, storage, cipher_pass })
+        Ok(Repo {
+            key,
+            storage,
+            cipher_pass,
+        })
     }
 
     /// The pg indexes configured.
@@ -148,25 +154,23 @@ impl Ctx {
         self.cfg.str_idx(OptionId::PgPath, key).ok_or_else(|| {
             Error::new(
                 ErrorKind::OptionRequired,
-                format!("{} command requires option: pg{key}-path", self.cfg.command().name()),
+                format!(
+                    "{} command requires option: pg{key}-path",
+                    self.cfg.command().name()
+                ),
             )
             .with_hint("does this stanza exist?")
         })
-    }
-
-    /// Storage rooted at `pgN-path`.
-    ///
-    /// # Errors
-    /// When `pgN-path` is missing.
-    pub fn pg_storage(&self, key: u32) -> Result<PosixStorage> {
-        Ok(PosixStorage::new(self.pg_path(key)?))
     }
 
     /// SQL connection settings of `pgN`.
     #[must_use]
     pub fn pg_client_options(&self, key: u32) -> ClientOptions {
         ClientOptions {
-            socket_path: self.cfg.str_idx(OptionId::PgSocketPath, key).map(str::to_string),
+            socket_path: self
+                .cfg
+                .str_idx(OptionId::PgSocketPath, key)
+                .map(str::to_string),
             host: None,
             port: self
                 .cfg
@@ -174,9 +178,16 @@ impl Ctx {
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or(5432),
             user: self.cfg.str_idx(OptionId::PgUser, key).map(str::to_string),
-            database: self.cfg.str_idx(OptionId::PgDatabase, key).unwrap_or("postgres").to_string(),
+            database: self
+                .cfg
+                .str_idx(OptionId::PgDatabase, key)
+                .unwrap_or("postgres")
+                .to_string(),
             application_name: format!("pgkeep [{}]", self.cfg.command().name()),
-            timeout: self.cfg.time(OptionId::DbTimeout).unwrap_or(Duration::from_secs(1800)),
+            timeout: self
+                .cfg
+                .time(OptionId::DbTimeout)
+                .unwrap_or(Duration::from_secs(1800)),
         }
     }
 }

@@ -9,13 +9,17 @@
 //! - A stop file is `<lock-path>/<stanza>.stop` or `<lock-path>/all.stop`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use pgkeep_base::{Error, ErrorKind, Result};
 
 /// Which lock a command takes.
+#[allow(
+    dead_code,
+    reason = "archive and backup locks arrive with archive-push async and backup"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockType {
     /// The archive lock (archive-push/get async).
@@ -40,34 +44,25 @@ impl Drop for LockGuard {
     }
 }
 
-impl LockGuard {
-    /// Rewrite the backup lock with a percent complete (0..=10000), as pgBackRest's `pctCplt`.
-    pub fn write_progress(&mut self, exec_id: &str, percent_x100: u32) {
-        for (path, file) in &mut self.held {
-            if path.to_string_lossy().ends_with("-backup.lock") {
-                let content = format!(
-                    "{{\"execId\":\"{exec_id}\",\"pctCplt\":{percent_x100},\"pid\":{}}}\n",
-                    std::process::id()
-                );
-                let _ = file.set_len(0);
-                let _ = file.seek(SeekFrom::Start(0));
-                let _ = file.write_all(content.as_bytes());
-            }
-        }
-    }
-}
-
 /// Lock file name for a stanza and type.
 #[must_use]
 pub fn lock_file(lock_path: &str, stanza: &str, archive: bool) -> PathBuf {
-    Path::new(lock_path).join(format!("{stanza}-{}.lock", if archive { "archive" } else { "backup" }))
+    Path::new(lock_path).join(format!(
+        "{stanza}-{}.lock",
+        if archive { "archive" } else { "backup" }
+    ))
 }
 
 /// Acquire the locks of `lock_type` for `stanza`, failing at once when another process holds them.
 ///
 /// # Errors
 /// `LockAcquire` (50) naming the file, with pgBackRest's hints.
-pub fn acquire(lock_path: &str, stanza: &str, lock_type: LockType, exec_id: &str) -> Result<LockGuard> {
+pub fn acquire(
+    lock_path: &str,
+    stanza: &str,
+    lock_type: LockType,
+    exec_id: &str,
+) -> Result<LockGuard> {
     let kinds: &[bool] = match lock_type {
         LockType::Archive => &[true],
         LockType::Backup => &[false],
@@ -93,21 +88,44 @@ pub fn acquire(lock_path: &str, stanza: &str, lock_type: LockType, exec_id: &str
                 ));
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(ErrorKind::LockAcquire, "unable to acquire lock on file", path.display(), &e));
+                return Err(Error::io(
+                    ErrorKind::LockAcquire,
+                    "unable to acquire lock on file",
+                    path.display(),
+                    &e,
+                ));
             }
         }
         let mut file = file;
-        let content = format!("{{\"execId\":\"{exec_id}\",\"pid\":{}}}\n", std::process::id());
+        let content = format!(
+            "{{\"execId\":\"{exec_id}\",\"pid\":{}}}\n",
+            std::process::id()
+        );
         file.set_len(0)
             .and_then(|()| file.write_all(content.as_bytes()))
-            .map_err(|e| Error::io(ErrorKind::FileWrite, "unable to write lock file", path.display(), &e))?;
+            .map_err(|e| {
+                Error::io(
+                    ErrorKind::FileWrite,
+                    "unable to write lock file",
+                    path.display(),
+                    &e,
+                )
+            })?;
         guard.held.push((path, file));
     }
     Ok(guard)
 }
 
 fn open_lock(path: &Path) -> Result<File> {
-    let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o640).open(path);
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(path)
+    };
     match open() {
         Ok(f) => Ok(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -116,14 +134,36 @@ fn open_lock(path: &Path) -> Result<File> {
                     .recursive(true)
                     .mode(0o770)
                     .create(parent)
-                    .map_err(|e| Error::io(ErrorKind::PathCreate, "unable to create path", parent.display(), &e))?;
+                    .map_err(|e| {
+                        Error::io(
+                            ErrorKind::PathCreate,
+                            "unable to create path",
+                            parent.display(),
+                            &e,
+                        )
+                    })?;
             }
-            open().map_err(|e| Error::io(ErrorKind::LockAcquire, "unable to acquire lock on file", path.display(), &e))
+            open().map_err(|e| {
+                Error::io(
+                    ErrorKind::LockAcquire,
+                    "unable to acquire lock on file",
+                    path.display(),
+                    &e,
+                )
+            })
         }
         Err(e) => {
-            let mut err = Error::io(ErrorKind::LockAcquire, "unable to acquire lock on file", path.display(), &e);
+            let mut err = Error::io(
+                ErrorKind::LockAcquire,
+                "unable to acquire lock on file",
+                path.display(),
+                &e,
+            );
             if e.kind() == std::io::ErrorKind::PermissionDenied {
-                err = err.with_hint(format!("does the user running pgkeep have permissions on the '{}' file?", path.display()));
+                err = err.with_hint(format!(
+                    "does the user running pgkeep have permissions on the '{}' file?",
+                    path.display()
+                ));
             }
             Err(err)
         }
@@ -166,10 +206,16 @@ pub fn stop_test(lock_path: &str, stanza: Option<&str>) -> Result<()> {
     if let Some(stanza) = stanza
         && stop_file(lock_path, Some(stanza)).exists()
     {
-        return Err(Error::new(ErrorKind::Stop, format!("stop file exists for stanza {stanza}")));
+        return Err(Error::new(
+            ErrorKind::Stop,
+            format!("stop file exists for stanza {stanza}"),
+        ));
     }
     if stop_file(lock_path, None).exists() {
-        return Err(Error::new(ErrorKind::Stop, "stop file exists for all stanzas"));
+        return Err(Error::new(
+            ErrorKind::Stop,
+            "stop file exists for all stanzas",
+        ));
     }
     Ok(())
 }
@@ -181,7 +227,11 @@ pub fn new_exec_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
         .unwrap_or(0);
-    format!("{}-{:08x}", std::process::id(), nanos.wrapping_mul(2_654_435_761))
+    format!(
+        "{}-{:08x}",
+        std::process::id(),
+        nanos.wrapping_mul(2_654_435_761)
+    )
 }
 
 #[cfg(test)]
@@ -196,11 +246,18 @@ mod tests {
         let guard = acquire(lp, "demo", LockType::All, "1-aaaaaaaa").unwrap();
         let backup = lock_file(lp, "demo", false);
         let (id, pid, pct) = read_lock(&backup).unwrap();
-        assert_eq!((id.as_str(), pid, pct), ("1-aaaaaaaa", i64::from(std::process::id()), None));
+        assert_eq!(
+            (id.as_str(), pid, pct),
+            ("1-aaaaaaaa", i64::from(std::process::id()), None)
+        );
         assert!(held(&backup).is_some());
         let err = acquire(lp, "demo", LockType::Backup, "2-bbbbbbbb").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::LockAcquire);
-        assert!(err.message().contains("demo-backup.lock"), "{}", err.message());
+        assert!(
+            err.message().contains("demo-backup.lock"),
+            "{}",
+            err.message()
+        );
         // same exec id: treated as held by us
         let _again = acquire(lp, "demo", LockType::Backup, "1-aaaaaaaa").unwrap();
         drop(guard);
@@ -214,7 +271,10 @@ mod tests {
         let lp = dir.path().to_str().unwrap();
         stop_test(lp, Some("demo")).unwrap();
         std::fs::write(stop_file(lp, Some("demo")), b"").unwrap();
-        assert_eq!(stop_test(lp, Some("demo")).unwrap_err().message(), "stop file exists for stanza demo");
+        assert_eq!(
+            stop_test(lp, Some("demo")).unwrap_err().message(),
+            "stop file exists for stanza demo"
+        );
         stop_test(lp, Some("other")).unwrap();
         std::fs::write(stop_file(lp, None), b"").unwrap();
         assert_eq!(stop_test(lp, Some("other")).unwrap_err().code(), 62);

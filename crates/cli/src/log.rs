@@ -80,7 +80,13 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings { console: Level::Warn, stderr: Level::Warn, file: Level::Off, timestamp: true, process: 0 }
+        LogSettings {
+            console: Level::Warn,
+            stderr: Level::Warn,
+            file: Level::Off,
+            timestamp: true,
+            process: 0,
+        }
     }
 }
 
@@ -90,11 +96,15 @@ pub struct Logger {
     file: Mutex<Option<File>>,
 }
 
+#[allow(dead_code, reason = "detail/debug logging is used as commands grow")]
 impl Logger {
     /// A logger without a file.
     #[must_use]
     pub fn new(settings: LogSettings) -> Logger {
-        Logger { settings, file: Mutex::new(None) }
+        Logger {
+            settings,
+            file: Mutex::new(None),
+        }
     }
 
     /// Open the log file (append, banner). A failure is logged as a warning and file logging is
@@ -106,7 +116,11 @@ impl Logger {
         match OpenOptions::new().create(true).append(true).open(path) {
             Ok(mut file) => {
                 let nonempty = file.metadata().map(|m| m.len() > 0).unwrap_or(false);
-                let banner = if nonempty { "\n-------------------PROCESS START-------------------\n" } else { "-------------------PROCESS START-------------------\n" };
+                let banner = if nonempty {
+                    "\n-------------------PROCESS START-------------------\n"
+                } else {
+                    "-------------------PROCESS START-------------------\n"
+                };
                 let _ = file.write_all(banner.as_bytes());
                 if let Ok(mut slot) = self.file.lock() {
                     *slot = Some(file);
@@ -131,7 +145,9 @@ impl Logger {
     /// Would a message at `level` be written anywhere?
     #[must_use]
     pub fn enabled(&self, level: Level) -> bool {
-        level <= self.settings.console || level <= self.settings.stderr || level <= self.settings.file
+        level <= self.settings.console
+            || level <= self.settings.stderr
+            || level <= self.settings.file
     }
 
     /// Log an error with its code.
@@ -169,7 +185,11 @@ impl Logger {
             let now = chrono::Local::now();
             prefix.push_str(&now.format("%Y-%m-%d %H:%M:%S%.3f ").to_string());
         }
-        prefix.push_str(&format!("P{:02} {:>6}: ", self.settings.process, level.label()));
+        prefix.push_str(&format!(
+            "P{:02} {:>6}: ",
+            self.settings.process,
+            level.label()
+        ));
         let code_text = code.map(|c| format!("[{c:03}]: ")).unwrap_or_default();
         let full = format!("{prefix}{code_text}{message}");
         let short_prefix = format!("{}: ", level.label());
@@ -219,18 +239,30 @@ mod tests {
     fn continuation_lines_are_indented() {
         let mut out = Vec::new();
         write_indented(&mut out, "ERROR: [028]: bad\nHINT: fix it", 7);
-        assert_eq!(String::from_utf8(out).unwrap(), "ERROR: [028]: bad\n       HINT: fix it\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ERROR: [028]: bad\n       HINT: fix it\n"
+        );
     }
 
     #[test]
     fn file_gets_banner_and_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("demo-info.log");
-        let mut log = Logger::new(LogSettings { console: Level::Off, stderr: Level::Off, file: Level::Info, timestamp: false, process: 0 });
+        let mut log = Logger::new(LogSettings {
+            console: Level::Off,
+            stderr: Level::Off,
+            file: Level::Info,
+            timestamp: false,
+            process: 0,
+        });
         log.open_file(path.to_str().unwrap());
         log.info("hello\nworld");
         log.detail("hidden");
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "-------------------PROCESS START-------------------\nP00   INFO: hello\n              world\n");
+        assert_eq!(
+            text,
+            "-------------------PROCESS START-------------------\nP00   INFO: hello\n              world\n"
+        );
     }
 }

@@ -25,7 +25,11 @@ fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => {
             // Logging is not configured yet: pgBackRest's defaults (errors to stderr).
-            Logger::new(LogSettings { timestamp: false, ..LogSettings::default() }).error(e.code(), &full_message(&e));
+            Logger::new(LogSettings {
+                timestamp: false,
+                ..LogSettings::default()
+            })
+            .error(e.code(), &full_message(&e));
             return ExitCode::from(e.code());
         }
     };
@@ -78,15 +82,25 @@ fn run(cfg: Config) -> u8 {
     for warning in cfg.warnings() {
         logger.warn(warning);
     }
-    let exec_id = cfg.str(OptionId::ExecId).map_or_else(lock::new_exec_id, str::to_string);
+    let exec_id = cfg
+        .str(OptionId::ExecId)
+        .map_or_else(lock::new_exec_id, str::to_string);
     let begin = Instant::now();
     let announce = command.logs_to_file();
     if announce {
         let mut options = ctx_display_options(&cfg, &exec_id);
         options.sort();
-        logger.info(&format!("{} command begin {VERSION}: {}", command.name(), options.join(" ")));
+        logger.info(&format!(
+            "{} command begin {VERSION}: {}",
+            command.name(),
+            options.join(" ")
+        ));
     }
-    let ctx = Ctx { cfg, log: Arc::clone(&logger), exec_id };
+    let ctx = Ctx {
+        cfg,
+        log: Arc::clone(&logger),
+        exec_id,
+    };
     let result = commands::run(&ctx);
     match result {
         Ok(code) => {
@@ -102,7 +116,11 @@ fn run(cfg: Config) -> u8 {
         Err(e) => {
             logger.error(e.code(), &full_message(&e));
             if announce {
-                logger.info(&format!("{} command end: aborted with exception [{:03}]", command.name(), e.code()));
+                logger.info(&format!(
+                    "{} command end: aborted with exception [{:03}]",
+                    command.name(),
+                    e.code()
+                ));
             }
             e.code()
         }

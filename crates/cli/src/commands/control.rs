@@ -25,7 +25,12 @@ pub fn start(ctx: &Ctx) -> Result<()> {
             });
             Ok(())
         }
-        Err(e) => Err(Error::io(ErrorKind::FileRemove, "unable to remove", stop_file.display(), &e)),
+        Err(e) => Err(Error::io(
+            ErrorKind::FileRemove,
+            "unable to remove",
+            stop_file.display(),
+            &e,
+        )),
     }
 }
 
@@ -47,16 +52,36 @@ pub fn stop(ctx: &Ctx) -> Result<()> {
         .recursive(true)
         .mode(0o770)
         .create(lock_path)
-        .map_err(|e| Error::io(ErrorKind::PathCreate, "unable to create path", lock_path, &e))?;
+        .map_err(|e| {
+            Error::io(
+                ErrorKind::PathCreate,
+                "unable to create path",
+                lock_path,
+                &e,
+            )
+        })?;
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o640)
         .open(&stop_file)
-        .map_err(|e| Error::io(ErrorKind::FileOpen, "unable to open file", stop_file.display(), &e))?;
-    file.sync_all()
-        .map_err(|e| Error::io(ErrorKind::FileSync, "unable to sync file", stop_file.display(), &e))?;
+        .map_err(|e| {
+            Error::io(
+                ErrorKind::FileOpen,
+                "unable to open file",
+                stop_file.display(),
+                &e,
+            )
+        })?;
+    file.sync_all().map_err(|e| {
+        Error::io(
+            ErrorKind::FileSync,
+            "unable to sync file",
+            stop_file.display(),
+            &e,
+        )
+    })?;
     if let Ok(dir) = std::fs::File::open(lock_path) {
         let _ = dir.sync_all();
     }
@@ -69,9 +94,18 @@ pub fn stop(ctx: &Ctx) -> Result<()> {
 
 /// Send SIGTERM to every process holding a lock of the stanza (or of any stanza).
 fn terminate_lock_holders(ctx: &Ctx, lock_path: &str) -> Result<()> {
-    let entries = std::fs::read_dir(lock_path)
-        .map_err(|e| Error::io(ErrorKind::PathOpen, "unable to list file info for path", lock_path, &e))?;
-    let mut names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let entries = std::fs::read_dir(lock_path).map_err(|e| {
+        Error::io(
+            ErrorKind::PathOpen,
+            "unable to list file info for path",
+            lock_path,
+            &e,
+        )
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     for name in names {
         if !name.ends_with(".lock") {
@@ -85,13 +119,21 @@ fn terminate_lock_holders(ctx: &Ctx, lock_path: &str) -> Result<()> {
         }
         let path = std::path::Path::new(lock_path).join(&name);
         let Some((_, pid, _)) = lock::held(&path) else {
-            ctx.log.warn(&format!("unable to read lock file {}", path.display()));
+            ctx.log
+                .warn(&format!("unable to read lock file {}", path.display()));
             continue;
         };
-        let Ok(pid) = i32::try_from(pid) else { continue };
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM) {
+        let Ok(pid) = i32::try_from(pid) else {
+            continue;
+        };
+        match nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        ) {
             Ok(()) => ctx.log.info(&format!("sent term signal to process {pid}")),
-            Err(_) => ctx.log.warn(&format!("unable to send term signal to process {pid}")),
+            Err(_) => ctx
+                .log
+                .warn(&format!("unable to send term signal to process {pid}")),
         }
     }
     Ok(())

@@ -24,9 +24,17 @@ pub fn read_control(ctx: &Ctx, key: u32) -> Result<ControlInfo> {
     let path = format!("{}/global/pg_control", pg_path.trim_end_matches('/'));
     let bytes = std::fs::read(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::new(ErrorKind::FileMissing, format!("unable to open missing file '{path}' for read"))
+            Error::new(
+                ErrorKind::FileMissing,
+                format!("unable to open missing file '{path}' for read"),
+            )
         } else {
-            Error::io(ErrorKind::FileOpen, "unable to open file", format!("{path}' for read"), &e)
+            Error::io(
+                ErrorKind::FileOpen,
+                "unable to open file",
+                format!("{path}' for read"),
+                &e,
+            )
         }
     })?;
     control::parse(&bytes).map_err(|e| e.context(format!("unable to read '{path}'")))
@@ -48,17 +56,27 @@ pub fn primary(ctx: &Ctx) -> Result<Primary> {
         match attempt {
             Ok((client, false)) => {
                 if found.is_some() {
-                    return Err(Error::new(ErrorKind::DbConnect, "more than one primary cluster found"));
+                    return Err(Error::new(
+                        ErrorKind::DbConnect,
+                        "more than one primary cluster found",
+                    ));
                 }
                 found = Some(Primary { key, client });
             }
             Ok((_, true)) => {}
-            Err(e) => ctx.log.warn(&format!("unable to check pg{key}: [{}] {}", e.kind().name(), e.message())),
+            Err(e) => ctx.log.warn(&format!(
+                "unable to check pg{key}: [{}] {}",
+                e.kind().name(),
+                e.message()
+            )),
         }
     }
     found.ok_or_else(|| {
-        Error::new(ErrorKind::DbConnect, "unable to find primary cluster - cannot proceed")
-            .with_hint("are all available clusters in recovery?")
+        Error::new(
+            ErrorKind::DbConnect,
+            "unable to find primary cluster - cannot proceed",
+        )
+        .with_hint("are all available clusters in recovery?")
     })
 }
 
@@ -76,7 +94,9 @@ pub fn validate(ctx: &Ctx) -> Result<ControlInfo> {
     let server_version = primary.client.version();
     let data_directory = primary.client.data_directory()?;
     let pg_path = ctx.pg_path(primary.key)?;
-    if server_version != control.version || data_directory.trim_end_matches('/') != pg_path.trim_end_matches('/') {
+    if server_version != control.version
+        || data_directory.trim_end_matches('/') != pg_path.trim_end_matches('/')
+    {
         return Err(Error::new(
             ErrorKind::DbMismatch,
             format!(

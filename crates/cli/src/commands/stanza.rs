@@ -21,12 +21,16 @@ fn exists(storage: &dyn Storage, path: &str) -> Result<bool> {
 }
 
 fn list_nonempty(storage: &dyn Storage, path: &str) -> Result<bool> {
-    Ok(storage.list(path, InfoLevel::Exists)?.is_some_and(|l| !l.is_empty()))
+    Ok(storage
+        .list(path, InfoLevel::Exists)?
+        .is_some_and(|l| !l.is_empty()))
 }
 
 /// A new sub-passphrase for an encrypted repository.
 fn cipher_sub_pass(repo: &Repo) -> Option<String> {
-    repo.cipher_pass.as_ref().map(|_| pgkeep_base::crypto::generate_pass())
+    repo.cipher_pass
+        .as_ref()
+        .map(|_| pgkeep_base::crypto::generate_pass())
 }
 
 /// `stanza-create`.
@@ -44,7 +48,10 @@ pub fn create(ctx: &Ctx) -> Result<()> {
 
     for key in ctx.repo_keys() {
         let repo = ctx.repo(key)?;
-        ctx.log.info(&format!("stanza-create for stanza '{stanza}' on {}", repo.name()));
+        ctx.log.info(&format!(
+            "stanza-create for stanza '{stanza}' on {}",
+            repo.name()
+        ));
         create_on_repo(&repo, stanza, &control, ctx)?;
     }
     Ok(())
@@ -76,7 +83,10 @@ fn create_on_repo(repo: &Repo, stanza: &str, control: &ControlInfo, ctx: &Ctx) -
             if archive_not_empty {
                 what.push_str("archive directory ");
             }
-            return Err(Error::new(ErrorKind::PathNotEmpty, format!("{what}not empty")));
+            return Err(Error::new(
+                ErrorKind::PathNotEmpty,
+                format!("{what}not empty"),
+            ));
         }
         let archive = ArchiveInfo::new(control.version, control.system_id, cipher_sub_pass(repo));
         save_info(storage, &archive_info, &archive, pass)?;
@@ -95,20 +105,40 @@ fn create_on_repo(repo: &Repo, stanza: &str, control: &ControlInfo, ctx: &Ctx) -
         check_info_matches(storage, stanza, control, pass)?;
         let mut copied = false;
         for (main, copy, main_exists, copy_exists) in [
-            (&archive_info, &archive_copy, archive_exists, archive_copy_exists),
-            (&backup_info, &backup_copy, backup_exists, backup_copy_exists),
+            (
+                &archive_info,
+                &archive_copy,
+                archive_exists,
+                archive_copy_exists,
+            ),
+            (
+                &backup_info,
+                &backup_copy,
+                backup_exists,
+                backup_copy_exists,
+            ),
         ] {
             if !main_exists || !copy_exists {
-                let (from, to) = if main_exists { (main, copy) } else { (copy, main) };
+                let (from, to) = if main_exists {
+                    (main, copy)
+                } else {
+                    (copy, main)
+                };
                 let data = pgkeep_storage::get(storage, from)?.ok_or_else(|| {
-                    Error::new(ErrorKind::FileMissing, format!("unable to open missing file '{from}' for read"))
+                    Error::new(
+                        ErrorKind::FileMissing,
+                        format!("unable to open missing file '{from}' for read"),
+                    )
                 })?;
                 pgkeep_storage::put(storage, to, &data, pgkeep_storage::WriteOptions::default())?;
                 copied = true;
             }
         }
         if !copied {
-            ctx.log.info(&format!("stanza '{stanza}' already exists on {} and is valid", repo.name()));
+            ctx.log.info(&format!(
+                "stanza '{stanza}' already exists on {} and is valid",
+                repo.name()
+            ));
         }
         return Ok(());
     }
@@ -129,14 +159,24 @@ fn create_on_repo(repo: &Repo, stanza: &str, control: &ControlInfo, ctx: &Ctx) -
 }
 
 /// The info files must agree with each other and with the cluster.
-fn check_info_matches(storage: &dyn Storage, stanza: &str, control: &ControlInfo, pass: Option<&str>) -> Result<()> {
+fn check_info_matches(
+    storage: &dyn Storage,
+    stanza: &str,
+    control: &ControlInfo,
+    pass: Option<&str>,
+) -> Result<()> {
     let archive: ArchiveInfo = load_info(storage, &layout::archive_info_path(stanza), pass)?;
     let backup: BackupInfo = load_info(storage, &layout::backup_info_path(stanza), pass)?;
     check_archive_backup_agree(&archive, &backup)?;
     let current = archive.current();
     if current.version != control.version || current.system_id != control.system_id {
-        return Err(Error::new(ErrorKind::FileInvalid, "backup and archive info files exist but do not match the database")
-            .with_hint("is this the correct stanza?\nHINT: did an error occur during stanza-upgrade?"));
+        return Err(Error::new(
+            ErrorKind::FileInvalid,
+            "backup and archive info files exist but do not match the database",
+        )
+        .with_hint(
+            "is this the correct stanza?\nHINT: did an error occur during stanza-upgrade?",
+        ));
     }
     Ok(())
 }
@@ -169,7 +209,10 @@ pub fn upgrade(ctx: &Ctx) -> Result<()> {
 
     for key in ctx.repo_keys() {
         let repo = ctx.repo(key)?;
-        ctx.log.info(&format!("stanza-upgrade for stanza '{stanza}' on {}", repo.name()));
+        ctx.log.info(&format!(
+            "stanza-upgrade for stanza '{stanza}' on {}",
+            repo.name()
+        ));
         let storage = repo.storage.as_ref();
         let pass = repo.cipher_pass.as_deref();
         let archive_path = layout::archive_info_path(stanza);
@@ -189,7 +232,12 @@ pub fn upgrade(ctx: &Ctx) -> Result<()> {
             c.version != control.version || c.system_id != control.system_id
         };
         if backup_upgrade {
-            backup.add_history(control.version, control.system_id, control.control_version, control.catalog_version);
+            backup.add_history(
+                control.version,
+                control.system_id,
+                control.control_version,
+                control.catalog_version,
+            );
         }
         check_archive_backup_agree(&archive, &backup)?;
         if archive_upgrade {
@@ -199,7 +247,10 @@ pub fn upgrade(ctx: &Ctx) -> Result<()> {
             save_info(storage, &backup_path, &backup, pass)?;
         }
         if !archive_upgrade && !backup_upgrade {
-            ctx.log.info(&format!("stanza '{stanza}' on {} is already up to date", repo.name()));
+            ctx.log.info(&format!(
+                "stanza '{stanza}' on {} is already up to date",
+                repo.name()
+            ));
         }
     }
     Ok(())
@@ -216,8 +267,11 @@ pub fn delete(ctx: &Ctx) -> Result<()> {
     let key = match keys.as_slice() {
         [key] => *key,
         _ => {
-            return Err(Error::new(ErrorKind::OptionRequired, "stanza-delete command requires option: repo")
-                .with_hint("this command requires a specific repository to operate on"));
+            return Err(Error::new(
+                ErrorKind::OptionRequired,
+                "stanza-delete command requires option: repo",
+            )
+            .with_hint("this command requires a specific repository to operate on"));
         }
     };
     let _lock = lock::acquire(ctx.lock_path(), stanza, lock::LockType::All, &ctx.exec_id)?;
@@ -235,12 +289,20 @@ pub fn delete(ctx: &Ctx) -> Result<()> {
     let stop_file = lock::stop_file(ctx.lock_path(), Some(stanza));
     if archive_not_empty || backup_not_empty {
         if !stop_file.exists() {
-            return Err(Error::new(ErrorKind::FileMissing, format!("stop file does not exist for stanza '{stanza}'"))
-                .with_hint("has the pgbackrest stop command been run on this server for this stanza?"));
+            return Err(Error::new(
+                ErrorKind::FileMissing,
+                format!("stop file does not exist for stanza '{stanza}'"),
+            )
+            .with_hint(
+                "has the pgbackrest stop command been run on this server for this stanza?",
+            ));
         }
         if !ctx.force() {
             let pg_path = ctx.pg_path(ctx.pg_keys().first().copied().unwrap_or(1))?;
-            if std::path::Path::new(pg_path).join("postmaster.pid").exists() {
+            if std::path::Path::new(pg_path)
+                .join("postmaster.pid")
+                .exists()
+            {
                 return Err(Error::new(
                     ErrorKind::PgRunning,
                     format!(
@@ -270,6 +332,11 @@ pub fn delete(ctx: &Ctx) -> Result<()> {
     match std::fs::remove_file(&stop_file) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(ErrorKind::FileRemove, "unable to remove", stop_file.display(), &e)),
+        Err(e) => Err(Error::io(
+            ErrorKind::FileRemove,
+            "unable to remove",
+            stop_file.display(),
+            &e,
+        )),
     }
 }

@@ -20,8 +20,12 @@ impl Site {
     pub fn new(archive_with: Option<&str>) -> Site {
         let dir = TempDir::new().expect("temp dir");
         let conf = dir.path().join("pgbackrest.conf");
-        let archive_command =
-            archive_with.map(|tool| format!("{tool} --config={} --stanza=demo archive-push %p", conf.display()));
+        let archive_command = archive_with.map(|tool| {
+            format!(
+                "{tool} --config={} --stanza=demo archive-push %p",
+                conf.display()
+            )
+        });
         let cluster = PgCluster::start(PgClusterOptions {
             archive_mode: archive_command.as_ref().map(|_| "on".to_string()),
             archive_command,
@@ -52,7 +56,8 @@ impl Site {
 
     pub fn run(&self, tool: &str, args: &[&str]) -> Output {
         let mut cmd = Command::new(tool);
-        cmd.arg(format!("--config={}", self.conf.display())).args(args);
+        cmd.arg(format!("--config={}", self.conf.display()))
+            .args(args);
         run_as_owner(&cmd).unwrap_or_else(|e| panic!("unable to run {tool} {args:?}: {e}"))
     }
 
@@ -87,17 +92,21 @@ pub fn read_tree(path: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.display().to_string(), std::fs::read(&p).unwrap_or_default()));
+                out.push((
+                    p.display().to_string(),
+                    std::fs::read(&p).unwrap_or_default(),
+                ));
             }
         }
     }
     out.sort();
     out
 }
-

@@ -6,5 +6,12 @@
 //! `archive_command` runs as that user, so the repository belongs to it). A test whose cluster or
 //! tool cannot start fails with the reason; nothing is skipped.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
+
 mod common;
 mod stanza;

@@ -19,8 +19,8 @@ use pgkeep_storage::{FileType, InfoLevel};
 use crate::ctx::{Ctx, Repo};
 use crate::lock;
 use render::{
-    ArchiveRange, BackupData, BackupLock, Cipher, DbHistory, InfoRequest, RepoData, RepoError, RepoSizeMap,
-    RepoStanza, RepoState, SetDatabase, SetManifest, SetTarget, StanzaData,
+    ArchiveRange, BackupData, BackupLock, Cipher, DbHistory, InfoRequest, RepoData, RepoError,
+    RepoSizeMap, RepoStanza, RepoState, SetDatabase, SetManifest, SetTarget, StanzaData,
 };
 
 /// `info`.
@@ -29,9 +29,15 @@ use render::{
 /// Only option errors; repository problems are reported in the output as pgBackRest does.
 pub fn run(ctx: &Ctx) -> Result<()> {
     let set = ctx.cfg.str(OptionId::Set).map(str::to_string);
-    let request = InfoRequest { set: set.clone(), backup_type: ctx.cfg.str(OptionId::Type).map(str::to_string) };
+    let request = InfoRequest {
+        set: set.clone(),
+        backup_type: ctx.cfg.str(OptionId::Type).map(str::to_string),
+    };
     if set.is_some() && ctx.stanza_opt().is_none() {
-        return Err(Error::new(ErrorKind::OptionInvalid, "option 'set' not valid without option 'stanza'"));
+        return Err(Error::new(
+            ErrorKind::OptionInvalid,
+            "option 'set' not valid without option 'stanza'",
+        ));
     }
     let stanzas = gather(ctx, set.as_deref())?;
     let output = if ctx.cfg.str(OptionId::Output) == Some("json") {
@@ -63,7 +69,11 @@ fn gather(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StanzaData>> {
             let found = match set {
                 Some(label) => repo
                     .storage
-                    .info(&layout::manifest_path(requested.unwrap_or_default(), label), InfoLevel::Exists, true)?
+                    .info(
+                        &layout::manifest_path(requested.unwrap_or_default(), label),
+                        InfoLevel::Exists,
+                        true,
+                    )?
                     .is_some(),
                 None => false,
             };
@@ -92,13 +102,21 @@ fn gather(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StanzaData>> {
                         set_found: false,
                         repos: keys
                             .iter()
-                            .map(|&k| RepoData { key: k, cipher: cipher_of(ctx, k), state: RepoState::MissingStanzaPath })
+                            .map(|&k| RepoData {
+                                key: k,
+                                cipher: cipher_of(ctx, k),
+                                state: RepoState::MissingStanzaPath,
+                            })
                             .collect(),
                     });
                     stanzas.len() - 1
                 }
             };
-            let state = if exists { load_stanza(&repo, &name, if found { set } else { None }) } else { RepoState::MissingStanzaPath };
+            let state = if exists {
+                load_stanza(&repo, &name, if found { set } else { None })
+            } else {
+                RepoState::MissingStanzaPath
+            };
             let stanza = &mut stanzas[index];
             if let Some(slot) = stanza.repos.iter_mut().find(|r| r.key == key) {
                 slot.state = state;
@@ -113,7 +131,11 @@ fn gather(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StanzaData>> {
             set_found: false,
             repos: keys
                 .iter()
-                .map(|&k| RepoData { key: k, cipher: cipher_of(ctx, k), state: RepoState::MissingStanzaPath })
+                .map(|&k| RepoData {
+                    key: k,
+                    cipher: cipher_of(ctx, k),
+                    state: RepoState::MissingStanzaPath,
+                })
                 .collect(),
         });
     }
@@ -124,11 +146,17 @@ fn gather(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StanzaData>> {
             }
         }
         stanza.set_found = set_found;
-        if stanza.repos.iter().any(|r| matches!(r.state, RepoState::Loaded(_))) {
+        if stanza
+            .repos
+            .iter()
+            .any(|r| matches!(r.state, RepoState::Loaded(_)))
+        {
             let path = lock::lock_file(ctx.lock_path(), &stanza.name, false);
             if let Some((_, _, pct)) = lock::held(&path) {
-                stanza.backup_lock =
-                    BackupLock { held: true, percent_complete: pct.and_then(|p| u32::try_from(p).ok()) };
+                stanza.backup_lock = BackupLock {
+                    held: true,
+                    percent_complete: pct.and_then(|p| u32::try_from(p).ok()),
+                };
             }
         }
     }
@@ -154,7 +182,8 @@ fn stanza_names(repo: &Repo) -> Result<Vec<String>> {
 fn load_stanza(repo: &Repo, stanza: &str, set: Option<&str>) -> RepoState {
     let storage = repo.storage.as_ref();
     let pass = repo.cipher_pass.as_deref();
-    let backup_info: BackupInfo = match load_info(storage, &layout::backup_info_path(stanza), pass) {
+    let backup_info: BackupInfo = match load_info(storage, &layout::backup_info_path(stanza), pass)
+    {
         Ok(info) => info,
         Err(e) if e.kind() == ErrorKind::FileMissing => return RepoState::MissingStanzaData,
         Err(e) if e.kind() == ErrorKind::Crypto => {
@@ -169,14 +198,18 @@ fn load_stanza(repo: &Repo, stanza: &str, set: Option<&str>) -> RepoState {
         }
         Err(e) => return RepoState::Error(RepoError::from(&e)),
     };
-    let archive_info: ArchiveInfo = match load_info(storage, &layout::archive_info_path(stanza), pass) {
-        Ok(info) => info,
-        Err(e) => return RepoState::Error(RepoError::from(&e)),
-    };
+    let archive_info: ArchiveInfo =
+        match load_info(storage, &layout::archive_info_path(stanza), pass) {
+            Ok(info) => info,
+            Err(e) => return RepoState::Error(RepoError::from(&e)),
+        };
     let set_manifest = match set {
         Some(label) => {
-            match load_info::<Manifest>(storage, &layout::manifest_path(stanza, label), backup_info.cipher_pass.as_deref())
-            {
+            match load_info::<Manifest>(
+                storage,
+                &layout::manifest_path(stanza, label),
+                backup_info.cipher_pass.as_deref(),
+            ) {
                 Ok(manifest) => Some(set_manifest(&manifest)),
                 Err(e) => return RepoState::Error(RepoError::from(&e)),
             }
@@ -222,15 +255,19 @@ fn load_stanza(repo: &Repo, stanza: &str, set: Option<&str>) -> RepoState {
             size_delta: b.size_delta,
             repo_size: b.repo_size,
             repo_size_delta: b.repo_size_delta,
-            repo_size_map: b
-                .repo_size_map
-                .map(|size| RepoSizeMap { size, delta: b.repo_size_map_delta.unwrap_or_default() }),
+            repo_size_map: b.repo_size_map.map(|size| RepoSizeMap {
+                size,
+                delta: b.repo_size_map_delta.unwrap_or_default(),
+            }),
             timestamp_start: b.timestamp_start,
             timestamp_stop: b.timestamp_stop,
             error: b.error,
             lsn_start: b.lsn_start.clone(),
             lsn_stop: b.lsn_stop.clone(),
-            annotation: b.annotation.as_ref().map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            annotation: b
+                .annotation
+                .as_ref()
+                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
         })
         .collect();
 
@@ -256,7 +293,10 @@ fn set_manifest(manifest: &Manifest) -> SetManifest {
         databases: manifest
             .databases
             .iter()
-            .map(|(name, db)| SetDatabase { name: name.clone(), oid: u64::from(db.id) })
+            .map(|(name, db)| SetDatabase {
+                name: name.clone(),
+                oid: u64::from(db.id),
+            })
             .collect(),
         targets: manifest
             .targets
