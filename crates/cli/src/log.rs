@@ -262,7 +262,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            "-------------------PROCESS START-------------------\nP00   INFO: hello\n              world\n"
+            "-------------------PROCESS START-------------------\nP00   INFO: hello\n            world\n"
         );
     }
 }

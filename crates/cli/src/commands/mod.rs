@@ -21,7 +21,10 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
             println!("pgkeep {}", crate::VERSION);
         }
         CommandId::Help => {
-            print!("{}", pgkeep_config::help::render(crate::VERSION, ctx.cfg.params())?);
+            print!(
+                "{}",
+                pgkeep_config::help::render(crate::VERSION, ctx.cfg.params())?
+            );
         }
         CommandId::Start => control::start(ctx)?,
         CommandId::Stop => control::stop(ctx)?,
