@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== starting PostgreSQL ($("$PGBIN/postgres" --version)) in $work on port $port" >&2
-"${as_pg[@]}" mkdir -p "$work/sock"
+"${as_pg[@]}" mkdir -p "$work/sock" "$work/log"
 "${as_pg[@]}" "$PGBIN/initdb" -k -D "$work/data" -U postgres -A trust -E UTF8 --locale=C >/dev/null
 cat >>"$work/data/postgresql.conf" <<CONF
 port = $port
@@ -49,6 +49,7 @@ log-level-console=info
 pg1-path=$work/data
 pg1-port=$port
 pg1-socket-path=$work/sock
+pg1-user=postgres
 CONF
 run() { echo "\$ $*" >&2; "${as_pg[@]}" "$@"; }
 run "$PGKEEP" --config="$work/pgkeep.conf" --stanza=demo stanza-create
