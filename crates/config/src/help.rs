@@ -289,3 +289,64 @@ mod tests {
         }
     }
 }
+
+/// The option reference as a Markdown page (`docs/options.md`), generated from the same table as
+/// parsing and `help`, so the page can never disagree with the binary (a test checks the committed
+/// file is current).
+#[must_use]
+pub fn reference_markdown() -> String {
+    use std::fmt::Write as _;
+
+    let mut out = String::from(
+        "# pgkeep commands and options\n\n\
+         Generated from the option table in `crates/config/src/defs.rs` by \
+         `cargo test -p pgkeep-config --test docs` (set `PGKEEP_WRITE_DOCS=1` to rewrite it). \
+         Names, types, defaults and allowed values are pgBackRest 2.45's.\n\n\
+         ## Commands\n\n| command | summary |\n| --- | --- |\n",
+    );
+    for command in crate::commands().iter().filter(|c| !c.internal) {
+        let _ = writeln!(out, "| `{}` | {} |", command.name, command.summary);
+    }
+    out.push_str(
+        "\n## Options\n\n`repo`/`pg` options are indexed (`repo1-path` … `repo256-path`). \
+         Section: where the option may be set besides the command line and environment.\n\n\
+         | option | type | default | allowed | section | commands | summary |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for option in crate::options().iter().filter(|o| !o.internal) {
+        let name = match option.group {
+            Some(group) => format!(
+                "{}N-{}",
+                group.name(),
+                &option.name[group.name().len() + 1..]
+            ),
+            None => option.name.to_string(),
+        };
+        let allowed = match option.allow {
+            crate::Allow::Any => String::new(),
+            crate::Allow::List(values) => values.join(", "),
+            crate::Allow::Range(low, high) => format!("{low} … {high}"),
+        };
+        let section = match option.section {
+            crate::Section::CommandLine => "command line",
+            crate::Section::Global => "global",
+            crate::Section::Stanza => "stanza",
+        };
+        let mut commands: Vec<&str> = option.cmds.iter().map(|rule| rule.command.name()).collect();
+        commands.dedup();
+        let flags = match (option.secure, option.beta) {
+            (true, _) => " (secure: not on the command line)",
+            (_, true) => " (beta)",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "| `{name}` | {} | {} | {allowed} | {section} | {} | {}{flags} |",
+            option.ty.name(),
+            option.default.unwrap_or(""),
+            commands.join(", "),
+            option.summary.replace('|', "\\|"),
+        );
+    }
+    out
+}
