@@ -265,31 +265,6 @@ fn wrap(paragraph: &str, width: usize) -> Vec<String> {
     lines
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summaries_lose_period_and_capital_unless_acronym() {
-        assert_eq!(list_summary("Backup type."), "backup type");
-        assert_eq!(list_summary("S3 bucket."), "S3 bucket");
-        assert_eq!(list_summary("GCS bucket."), "GCS bucket");
-    }
-
-    #[test]
-    fn text_wraps_at_eighty_columns_with_hanging_indent() {
-        let words = "word ".repeat(40);
-        let text = render_text(words.trim_end(), 10, false);
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines.len() > 2);
-        assert!(!lines[0].starts_with(' '));
-        for line in &lines[1..] {
-            assert!(line.starts_with(&" ".repeat(10)));
-            assert!(line.len() <= CONSOLE_WIDTH);
-        }
-    }
-}
-
 /// The option reference as a Markdown page (`docs/options.md`), generated from the same table as
 /// parsing and `help`, so the page can never disagree with the binary (a test checks the committed
 /// file is current).
@@ -349,4 +324,29 @@ pub fn reference_markdown() -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_lose_period_and_capital_unless_acronym() {
+        assert_eq!(list_summary("Backup type."), "backup type");
+        assert_eq!(list_summary("S3 bucket."), "S3 bucket");
+        assert_eq!(list_summary("GCS bucket."), "GCS bucket");
+    }
+
+    #[test]
+    fn text_wraps_at_eighty_columns_with_hanging_indent() {
+        let words = "word ".repeat(40);
+        let text = render_text(words.trim_end(), 10, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 2);
+        assert!(!lines[0].starts_with(' '));
+        for line in &lines[1..] {
+            assert!(line.starts_with(&" ".repeat(10)));
+            assert!(line.len() <= CONSOLE_WIDTH);
+        }
+    }
 }
