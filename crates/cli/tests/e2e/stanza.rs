@@ -12,7 +12,15 @@ fn pgbackrest_backups_are_reported_identically_by_pgkeep_info() {
     site.cluster
         .psql("create table t as select generate_series(1, 10000) as i")
         .expect("load data");
-    site.ok("pgbackrest", &["--stanza=demo", "--type=incr", "backup"]);
+    site.ok(
+        "pgbackrest",
+        &[
+            "--stanza=demo",
+            "--type=incr",
+            "--annotation=owner=dba team",
+            "backup",
+        ],
+    );
 
     for args in [
         vec!["--stanza=demo", "info", "--output=json"],
