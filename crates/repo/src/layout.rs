@@ -139,76 +139,8 @@ pub fn copy_path(path: &str) -> String {
     format!("{path}{COPY_EXT}")
 }
 
-/// Compression of repository files; the names and extensions are pgBackRest's (`src/common/compress/helper.c`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum CompressType {
-    /// Stored as is.
-    None,
-    /// gzip (the default).
-    #[default]
-    Gz,
-    /// bzip2.
-    Bz2,
-    /// lz4 frame.
-    Lz4,
-    /// Zstandard.
-    Zst,
-    /// xz (known to pgBackRest's name table but not built into 2.45 packages).
-    Xz,
-}
-
-impl CompressType {
-    /// Every type, in pgBackRest's table order.
-    pub const ALL: [CompressType; 6] = [
-        CompressType::None,
-        CompressType::Bz2,
-        CompressType::Gz,
-        CompressType::Lz4,
-        CompressType::Zst,
-        CompressType::Xz,
-    ];
-
-    /// The option/manifest name (`none`, `gz`, ...).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            CompressType::None => "none",
-            CompressType::Gz => "gz",
-            CompressType::Bz2 => "bz2",
-            CompressType::Lz4 => "lz4",
-            CompressType::Zst => "zst",
-            CompressType::Xz => "xz",
-        }
-    }
-
-    /// The file extension including the dot, empty for `none`.
-    #[must_use]
-    pub fn ext(self) -> &'static str {
-        match self {
-            CompressType::None => "",
-            CompressType::Gz => ".gz",
-            CompressType::Bz2 => ".bz2",
-            CompressType::Lz4 => ".lz4",
-            CompressType::Zst => ".zst",
-            CompressType::Xz => ".xz",
-        }
-    }
-
-    /// The type called `name`.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<CompressType> {
-        CompressType::ALL.into_iter().find(|t| t.name() == name)
-    }
-
-    /// The type whose extension ends `file_name` (`None` type when no compression extension matches).
-    #[must_use]
-    pub fn from_file_name(file_name: &str) -> CompressType {
-        CompressType::ALL
-            .into_iter()
-            .find(|t| *t != CompressType::None && file_name.ends_with(t.ext()))
-            .unwrap_or(CompressType::None)
-    }
-}
+/// Compression of repository files: the one table lives in `pgkeep_base::compress`.
+pub use pgkeep_base::compress::CompressType;
 
 /// Backup type, as written in manifests and backup.info (`full`, `diff`, `incr`) and as label suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -618,16 +550,5 @@ mod tests {
             wal_archive_file_name(seg, sha, ".gz"),
             format!("{seg}-{sha}.gz")
         );
-    }
-
-    #[test]
-    fn compress_types() {
-        for t in CompressType::ALL {
-            assert_eq!(CompressType::from_name(t.name()), Some(t));
-        }
-        assert_eq!(CompressType::from_name("lzma"), None);
-        assert_eq!(CompressType::from_file_name("a/b.zst"), CompressType::Zst);
-        assert_eq!(CompressType::from_file_name("a/b"), CompressType::None);
-        assert_eq!(CompressType::None.ext(), "");
     }
 }

@@ -531,7 +531,7 @@ fn load_options(ini: &mut Ini) -> Result<ManifestOptions> {
     let s = SECTION_BACKUP_OPTION;
     let compress = opt_take(ini, s, "option-compress", value_bool)?.unwrap_or(false);
     let compress_type = match opt_take(ini, s, "option-compress-type", value_str)? {
-        Some(name) => CompressType::from_name(&name).ok_or_else(|| {
+        Some(name) => CompressType::from_name(&name).map_err(|_| {
             Error::new(
                 ErrorKind::Format,
                 format!(
