@@ -96,19 +96,7 @@ fn gather(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StanzaData>> {
             let index = match stanzas.iter().position(|s| s.name == name) {
                 Some(i) => i,
                 None => {
-                    stanzas.push(StanzaData {
-                        name: name.clone(),
-                        backup_lock: BackupLock::default(),
-                        set_found: false,
-                        repos: keys
-                            .iter()
-                            .map(|&k| RepoData {
-                                key: k,
-                                cipher: cipher_of(ctx, k),
-                                state: RepoState::MissingStanzaPath,
-                            })
-                            .collect(),
-                    });
+                    stanzas.push(new_stanza(ctx, &keys, &name));
                     stanzas.len() - 1
                 }
             };
@@ -125,19 +113,11 @@ fn gather(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StanzaData>> {
     }
 
     if !repo_errors.is_empty() && stanzas.is_empty() {
-        stanzas.push(StanzaData {
-            name: requested.unwrap_or(render::INVALID_STANZA_NAME).to_string(),
-            backup_lock: BackupLock::default(),
-            set_found: false,
-            repos: keys
-                .iter()
-                .map(|&k| RepoData {
-                    key: k,
-                    cipher: cipher_of(ctx, k),
-                    state: RepoState::MissingStanzaPath,
-                })
-                .collect(),
-        });
+        stanzas.push(new_stanza(
+            ctx,
+            &keys,
+            requested.unwrap_or(render::INVALID_STANZA_NAME),
+        ));
     }
     for stanza in &mut stanzas {
         for (key, error) in &repo_errors {
@@ -162,6 +142,23 @@ fn gather(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StanzaData>> {
     }
     stanzas.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(stanzas)
+}
+
+/// A stanza not yet seen on any repo: every selected repo starts as "missing stanza path".
+fn new_stanza(ctx: &Ctx, keys: &[u32], name: &str) -> StanzaData {
+    StanzaData {
+        name: name.to_string(),
+        backup_lock: BackupLock::default(),
+        set_found: false,
+        repos: keys
+            .iter()
+            .map(|&key| RepoData {
+                key,
+                cipher: cipher_of(ctx, key),
+                state: RepoState::MissingStanzaPath,
+            })
+            .collect(),
+    }
 }
 
 /// Stanza directories under `backup/`, sorted.
