@@ -16,10 +16,6 @@ use std::path::{Path, PathBuf};
 use pgkeep_base::{Error, ErrorKind, Result};
 
 /// Which lock a command takes.
-#[allow(
-    dead_code,
-    reason = "archive and backup locks arrive with archive-push async and backup"
-)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockType {
     /// The archive lock (archive-push/get async).

@@ -14,6 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Log levels, most severe first (the order pgBackRest compares them in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,6 +95,8 @@ impl Default for LogSettings {
 pub struct Logger {
     settings: LogSettings,
     file: Mutex<Option<File>>,
+    /// `--dry-run`: every message is prefixed `[DRY-RUN] ` (after the error code), as pgBackRest does.
+    dry_run: AtomicBool,
 }
 
 #[allow(dead_code, reason = "detail/debug logging is used as commands grow")]
@@ -104,6 +107,7 @@ impl Logger {
         Logger {
             settings,
             file: Mutex::new(None),
+            dry_run: AtomicBool::new(false),
         }
     }
 
@@ -134,6 +138,11 @@ impl Logger {
                 ));
             }
         }
+    }
+
+    /// Prefix every following message with `[DRY-RUN] ` (pgBackRest `logInit(..., dryRun)`).
+    pub fn set_dry_run(&self, on: bool) {
+        self.dry_run.store(on, Ordering::Relaxed);
     }
 
     /// The settings in force.
@@ -190,7 +199,10 @@ impl Logger {
             self.settings.process,
             level.label()
         ));
-        let code_text = code.map(|c| format!("[{c:03}]: ")).unwrap_or_default();
+        let mut code_text = code.map(|c| format!("[{c:03}]: ")).unwrap_or_default();
+        if self.dry_run.load(Ordering::Relaxed) {
+            code_text.push_str("[DRY-RUN] ");
+        }
         let full = format!("{prefix}{code_text}{message}");
         let short_prefix = format!("{}: ", level.label());
         let short = format!("{short_prefix}{code_text}{message}");

@@ -57,6 +57,7 @@ fn logger_for(cfg: &Config) -> Logger {
         process: 0,
     };
     let mut logger = Logger::new(settings);
+    logger.set_dry_run(cfg.valid(OptionId::DryRun) && cfg.bool(OptionId::DryRun));
     let command = cfg.command();
     if command.logs_to_file() {
         let log_path = cfg.str(OptionId::LogPath).unwrap_or("/var/log/pgbackrest");
@@ -79,9 +80,6 @@ fn ctx_display_options(cfg: &Config, exec_id: &str) -> Vec<String> {
 fn run(cfg: Config) -> u8 {
     let command = cfg.command();
     let logger = Arc::new(logger_for(&cfg));
-    for warning in cfg.warnings() {
-        logger.warn(warning);
-    }
     let exec_id = cfg
         .str(OptionId::ExecId)
         .map_or_else(lock::new_exec_id, str::to_string);
@@ -95,6 +93,10 @@ fn run(cfg: Config) -> u8 {
             command.name(),
             options.join(" ")
         ));
+    }
+    // pgBackRest logs configuration warnings after the command begin line.
+    for warning in cfg.warnings() {
+        logger.warn(warning);
     }
     let ctx = Ctx {
         cfg,

@@ -1081,11 +1081,11 @@ define_options! {
             c(Info),
             c(Manifest),
             c(RepoLs),
-            c(Verify).default("none").allow(&["none", "text"]),
+            c(Verify).default("none").allow(&["none", "text", "json"]),
         ],
         help: HelpSection::Command,
         summary: "Output format.",
-        cmd_help: &[(Info, "Output format.", "text or json."), (RepoLs, "Output format.", "text or json."), (Verify, "Output format.", "none or text.")],
+        cmd_help: &[(Info, "Output format.", "text or json."), (RepoLs, "Output format.", "text or json."), (Verify, "Output format.", "none, text, or json (json is a pgkeep extension).")],
     },
     Pg {
         name: "pg",

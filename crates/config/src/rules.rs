@@ -788,7 +788,7 @@ mod tests {
         let output = OptionId::Output.def();
         assert_eq!(
             output.allow_for(CommandId::Verify),
-            Allow::List(&["none", "text"])
+            Allow::List(&["none", "text", "json"])
         );
         assert_eq!(
             output.allow_for(CommandId::Info),

@@ -888,10 +888,10 @@ fn bad_values_for_each_type() {
         ),
         (
             DEMO,
-            &["--stanza=demo", "verify", "--output=json"],
+            &["--stanza=demo", "verify", "--output=yaml"],
             &[],
             ErrorKind::OptionInvalidValue,
-            "'json' is not allowed for 'output' option",
+            "'yaml' is not allowed for 'output' option",
         ),
         (
             "[global]\nrepo1-bundle=y\nrepo1-bundle-size=1k\n[demo]\npg1-path=/pg\n",

@@ -12,6 +12,7 @@
 mod bytes;
 pub mod client;
 pub mod control;
+pub mod datadir;
 pub mod page;
 pub mod version;
 pub mod wal;

@@ -15,6 +15,9 @@
 //!   (some sandboxes' PID 1 never reaps orphans), the test process marks itself a child subreaper
 //!   on the first start, adopts the postmasters and reaps each one by pid after stopping it.
 //! - Every error message says what failed; start failures end with the tail of the server log.
+//! - [`PgCluster::adopt`] starts an existing data directory (a restored one) on a free port with
+//!   its own socket directory, passed as server options so the directory's configuration is not
+//!   edited; drop stops it and leaves the data directory in place.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -51,6 +54,8 @@ pub struct PgCluster {
     major: u32,
     user: Option<PgUser>,
     running: bool,
+    /// Server options passed with `pg_ctl -o` (adopted clusters: port, socket, overrides).
+    server_args: Vec<String>,
 }
 
 const SERVER_BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
@@ -181,6 +186,7 @@ impl PgCluster {
             major,
             user,
             running: false,
+            server_args: Vec::new(),
         };
 
         let mut initdb = Command::new(cluster.bin_dir.join("initdb"));
@@ -206,6 +212,60 @@ impl PgCluster {
                     }
                     cluster.port = free_port()?;
                     cluster.append_config(&format!("port = {}\n", cluster.port))?;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Starts an existing data directory (a restored one, say) with the default binaries on a
+    /// free port and its own socket directory, given on the server command line so the
+    /// directory's own `postgresql.conf` is not touched. `settings` are further `-c` overrides
+    /// (e.g. `archive_mode=off`); values must not contain spaces or quotes. Dropping the
+    /// cluster stops the server but leaves the data directory to its owner; only the socket
+    /// directory and log are removed.
+    pub fn adopt(data_dir: &Path, settings: &[(&str, &str)]) -> Result<PgCluster, String> {
+        let bin_dir = find_bin_dir(None)?;
+        let major = binary_major(&bin_dir)?;
+        let user = pg_user()?;
+        adopt_orphans();
+        let dir = TempDir::new()?;
+        let socket_dir = dir.subdir("socket")?;
+        let log_file = dir.path().join("server.log");
+        let mut cluster = PgCluster {
+            port: free_port()?,
+            dir,
+            data_dir: data_dir.to_path_buf(),
+            socket_dir,
+            log_file,
+            bin_dir,
+            major,
+            user,
+            running: false,
+            server_args: Vec::new(),
+        };
+        let mut last_error = String::new();
+        for _ in 0..START_TRIES {
+            let mut args = vec![
+                format!("-p {}", cluster.port),
+                format!("-k {}", cluster.socket_dir.display()),
+                "-c listen_addresses=127.0.0.1".to_string(),
+            ];
+            for (key, value) in settings {
+                args.push(format!("-c {key}={value}"));
+            }
+            cluster.server_args = args;
+            match cluster.pg_ctl_start() {
+                Ok(()) => return Ok(cluster),
+                Err(e) => {
+                    let log = cluster.log_tail(LOG_TAIL_LINES);
+                    last_error = e;
+                    if !log.contains("could not bind")
+                        && !log.contains("could not create any TCP/IP sockets")
+                    {
+                        break;
+                    }
+                    cluster.port = free_port()?;
                 }
             }
         }
@@ -272,6 +332,9 @@ impl PgCluster {
             .arg(&self.data_dir)
             .arg("-l")
             .arg(&self.log_file);
+        if !self.server_args.is_empty() {
+            cmd.arg("-o").arg(self.server_args.join(" "));
+        }
         match self.run_checked(&cmd, "pg_ctl start") {
             Ok(_) => {
                 self.running = true;

@@ -166,3 +166,35 @@ fn bad_setting_fails_with_the_server_log() {
     assert!(err.contains("pg_ctl start failed"), "{err}");
     assert!(err.contains("no_such_setting_xyz"), "{err}");
 }
+
+#[test]
+fn adopt_starts_a_copied_data_directory_and_leaves_it() {
+    let mut source = PgCluster::start(PgClusterOptions::default()).unwrap();
+    source
+        .psql("create table kept (i int); insert into kept values (42)")
+        .unwrap();
+    source.stop().unwrap();
+    let dir = TempDir::new().unwrap();
+    let copy = dir.path().join("copy");
+    let mut cp = Command::new("cp");
+    cp.arg("-a").arg(source.data_dir()).arg(&copy);
+    assert!(pgkeep_testkit::run_as_owner(&cp).unwrap().status.success());
+
+    let adopted = PgCluster::adopt(&copy, &[("archive_mode", "off"), ("work_mem", "7MB")]).unwrap();
+    assert_ne!(adopted.port(), source.port());
+    assert_eq!(adopted.data_dir(), copy.as_path());
+    assert_eq!(adopted.psql("select i from kept").unwrap(), "42");
+    assert_eq!(adopted.psql("show work_mem").unwrap(), "7MB");
+    assert_eq!(
+        adopted.psql("show port").unwrap(),
+        adopted.port().to_string()
+    );
+    // the copy's own postgresql.conf is untouched
+    let conf = std::fs::read_to_string(copy.join("postgresql.conf")).unwrap();
+    assert!(conf.contains(&format!("port = '{}'", source.port())));
+    let pid_file = copy.join("postmaster.pid");
+    assert!(pid_file.exists());
+    drop(adopted);
+    assert!(!pid_file.exists(), "adopted server still running");
+    assert!(copy.join("PG_VERSION").exists(), "data directory removed");
+}

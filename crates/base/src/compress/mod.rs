@@ -165,6 +165,23 @@ impl CompressType {
         })
     }
 
+    /// A streaming compressor that may use `workers` threads for one stream (zst only; other types
+    /// and `workers` <= 1 are [`CompressType::compressor`]). The output is one ordinary frame,
+    /// readable by every decompressor; it is not byte-identical to the single-threaded output.
+    pub fn compressor_threads(
+        self,
+        level: i32,
+        workers: u32,
+    ) -> Result<Option<Box<dyn Transform>>> {
+        if self != CompressType::Zst || workers <= 1 {
+            return self.compressor(level);
+        }
+        self.compressor(level)?;
+        Ok(Some(Box::new(zst::ZstCompress::with_workers(
+            level, workers,
+        )?)))
+    }
+
     /// A streaming decompressor; `None` for [`CompressType::None`].
     pub fn decompressor(self) -> Result<Option<Box<dyn Transform>>> {
         Ok(match self {
@@ -196,6 +213,33 @@ pub fn compress(ty: CompressType, level: i32, data: &[u8]) -> Result<Vec<u8>> {
     match ty.compressor(level)? {
         Some(mut compressor) => transform_all(compressor.as_mut(), data),
         None => Ok(data.to_vec()),
+    }
+}
+
+/// Compress a whole in-memory buffer into `out` (cleared first; its capacity is reused), for data
+/// that is in memory anyway (a WAL segment a worker holds). zst uses libzstd's one-shot API, which
+/// is faster than streaming and gives the same frame format; other types run their streaming
+/// compressor over the buffer.
+pub fn compress_buffer(ty: CompressType, level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    if ty == CompressType::Zst {
+        let range = ty.level_range();
+        if !range.contains(&level) {
+            crate::bail!(
+                OptionInvalidValue,
+                "compress level {level} is out of range for '{ty}' ({}..{})",
+                range.start(),
+                range.end()
+            );
+        }
+        return zst::compress_all(level, data, out);
+    }
+    out.clear();
+    match ty.compressor(level)? {
+        Some(mut compressor) => crate::io::transform_all_into(compressor.as_mut(), data, out),
+        None => {
+            out.extend_from_slice(data);
+            Ok(())
+        }
     }
 }
 

@@ -451,3 +451,59 @@ fn decodes_multi_frame_files_made_by_the_command_line_tools() {
         assert_eq!(plain, expected.as_bytes(), "{ty}");
     }
 }
+
+#[test]
+fn multi_threaded_zst_is_one_ordinary_stream() {
+    for &size in SIZES.iter().chain(&[9 << 20]) {
+        let data = sample(size, size as u64 + 5);
+        let mut compressor = CompressType::Zst.compressor_threads(3, 2).unwrap().unwrap();
+        let packed = transform_all(compressor.as_mut(), &data).unwrap();
+        assert_eq!(
+            decompress(CompressType::Zst, &packed).unwrap(),
+            data,
+            "size {size}"
+        );
+        // an ordinary zstd frame
+        assert_eq!(&packed[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+    }
+    // other types and one worker: the ordinary compressors
+    let mut gz = CompressType::Gz.compressor_threads(6, 4).unwrap().unwrap();
+    assert_eq!(
+        decompress(
+            CompressType::Gz,
+            &transform_all(gz.as_mut(), b"abc").unwrap()
+        )
+        .unwrap(),
+        b"abc"
+    );
+    assert!(
+        CompressType::None
+            .compressor_threads(0, 4)
+            .unwrap()
+            .is_none()
+    );
+    assert!(CompressType::Zst.compressor_threads(99, 2).is_err());
+}
+
+#[test]
+fn whole_buffers_compress_like_the_streams_and_reuse_the_output() {
+    let mut out = Vec::new();
+    for ty in CompressType::ALL {
+        for &size in SIZES {
+            let data = sample(size, size as u64 + 7);
+            compress_buffer(ty, ty.default_level(), &data, &mut out).unwrap();
+            assert_eq!(decompress(ty, &out).unwrap(), data, "{ty} size {size}");
+        }
+    }
+    // zst: the frame header of the stream (no content size)
+    let data = sample(100_000, 3);
+    compress_buffer(CompressType::Zst, 3, &data, &mut out).unwrap();
+    let streamed = compress(CompressType::Zst, 3, &data).unwrap();
+    assert_eq!(out[..5], streamed[..5]);
+    assert_eq!(
+        compress_buffer(CompressType::Zst, 99, &data, &mut out)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::OptionInvalidValue
+    );
+}

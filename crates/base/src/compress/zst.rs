@@ -21,7 +21,42 @@ impl ZstCompress {
         let encoder = Encoder::new(level).map_err(|e| zst_error(&e))?;
         Ok(ZstCompress { encoder })
     }
+
+    /// libzstd's multi-threaded streaming: `workers` threads compress 2 MiB jobs of the same
+    /// single frame (still no content size or checksum), so one stream uses several cores.
+    pub(crate) fn with_workers(level: i32, workers: u32) -> Result<ZstCompress> {
+        use zstd::stream::raw::CParameter;
+        let mut encoder = Encoder::new(level).map_err(|e| zst_error(&e))?;
+        if workers > 1 {
+            encoder
+                .set_parameter(CParameter::NbWorkers(workers))
+                .and_then(|()| encoder.set_parameter(CParameter::JobSize(MT_JOB_SIZE)))
+                .map_err(|e| zst_error(&e))?;
+        }
+        Ok(ZstCompress { encoder })
+    }
 }
+
+/// Compress all of `data` into `out` (cleared first, capacity reused) with libzstd's one-shot API:
+/// the frame format of [`ZstCompress`] (no content size, no checksum) without the streaming
+/// window copy, whose wrap-around makes most blocks take the slower external-dictionary path.
+pub(crate) fn compress_all(level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    use zstd::stream::raw::CParameter;
+    let mut compressor = zstd::bulk::Compressor::new(level).map_err(|e| zst_error(&e))?;
+    compressor
+        .set_parameter(CParameter::ContentSizeFlag(false))
+        .map_err(|e| zst_error(&e))?;
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    compressor
+        .compress_to_buffer(data, out)
+        .map_err(|e| zst_error(&e))?;
+    Ok(())
+}
+
+/// Job size of multi-threaded compression: small enough that a 16 MiB segment keeps two workers
+/// busy, large enough that the ratio does not suffer.
+const MT_JOB_SIZE: u32 = 2 * 1024 * 1024;
 
 impl Transform for ZstCompress {
     fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize> {

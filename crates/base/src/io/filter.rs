@@ -161,10 +161,20 @@ pub trait FilterFactory {
 /// (info files, manifests) that are handled in memory anyway.
 pub fn transform_all(transform: &mut dyn Transform, data: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(data.len().clamp(64, CHUNK_SIZE));
+    transform_all_into(transform, data, &mut out)?;
+    Ok(out)
+}
+
+/// [`transform_all`] appending to `out`, whose capacity is reused.
+pub(crate) fn transform_all_into(
+    transform: &mut dyn Transform,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let mut pos = 0;
     while let Some(rest) = data.get(pos..).filter(|rest| !rest.is_empty()) {
         let before = out.len();
-        let used = transform.process(rest, &mut out)?;
+        let used = transform.process(rest, out)?;
         if used > rest.len() || (used == 0 && out.len() == before) {
             crate::bail!(Assert, "filter made no progress");
         }
@@ -172,8 +182,8 @@ pub fn transform_all(transform: &mut dyn Transform, data: &[u8]) -> Result<Vec<u
     }
     loop {
         let before = out.len();
-        if transform.finish(&mut out)? {
-            return Ok(out);
+        if transform.finish(out)? {
+            return Ok(());
         }
         if out.len() == before {
             crate::bail!(Assert, "filter made no progress");

@@ -1,10 +1,17 @@
 //! One module per command (mirrors pgBackRest's `src/command/`). `run` dispatches and returns the
 //! process exit code of a successful run (0, or 1 for "not found" answers such as archive-get's).
 
+pub mod archive;
+pub mod backup;
+pub mod check;
 pub mod control;
 pub mod db;
+pub mod expire;
 pub mod info;
+pub mod repo_cmd;
+pub mod restore;
 pub mod stanza;
+pub mod verify;
 
 use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_config::CommandId;
@@ -32,6 +39,15 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
         CommandId::StanzaUpgrade => stanza::upgrade(ctx)?,
         CommandId::StanzaDelete => stanza::delete(ctx)?,
         CommandId::Info => info::run(ctx)?,
+        CommandId::Expire => expire::run(ctx)?,
+        CommandId::Verify => verify::run(ctx)?,
+        CommandId::RepoLs => repo_cmd::ls(ctx)?,
+        CommandId::RepoGet => return repo_cmd::get(ctx),
+        CommandId::ArchivePush => archive::push::run(ctx)?,
+        CommandId::ArchiveGet => return archive::get::run(ctx),
+        CommandId::Check => check::run(ctx)?,
+        CommandId::Restore => restore::run(ctx)?,
+        CommandId::Backup => backup::run(ctx)?,
         other => {
             return Err(Error::new(
                 ErrorKind::FeatureNotSupported,

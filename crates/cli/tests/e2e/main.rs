@@ -13,5 +13,9 @@
     reason = "test helpers fail the test by panicking"
 )]
 
+mod archive;
+mod backup;
 mod common;
+mod restore;
+mod retention;
 mod stanza;

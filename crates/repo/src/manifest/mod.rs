@@ -16,6 +16,8 @@
 //!   file references plus its own label, as pgBackRest derives it.
 //! - Keys and sections this model does not know are kept (in `extra` fields) and written back in sorted position.
 
+pub mod build;
+
 use std::collections::BTreeMap;
 
 use pgkeep_base::{Error, ErrorKind, Result};

@@ -1,0 +1,398 @@
+//! The end of a backup (pgBackRest `backupFilePut()`, `backupArchiveCheckCopy()`,
+//! `backupComplete()`, `backupManifestSaveCopy()`).
+//!
+//! Contract:
+//! - [`put_file`] stores content returned by the stop function (`backup_label`,
+//!   `tablespace_map`) as a backup file with the owner of `pg_data` and its mode & 0644.
+//! - [`archive_check_copy`] waits (up to `archive-timeout`) until every WAL segment from the start
+//!   to the stop LSN is in the archive; with `archive-copy` each is re-encoded into the backup as
+//!   `pg_data/pg_wal/<segment>` (checksum taken from the archive name).
+//! - [`save_copy`] writes `backup.manifest.copy` (encrypted with the backup.info sub-pass).
+//! - [`complete`] is the only place a backup becomes visible, in this order: strict manifest
+//!   validation; `backup.manifest.copy`, then the same bytes as `backup.manifest`; the gz history
+//!   copy; the `latest` link; backup.info (main, then copy); archive.info rewritten. A failure
+//!   before backup.info is saved leaves a resumable, unlisted backup.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pgkeep_base::compress::CompressType;
+use pgkeep_base::io::{Chain, FilterSpec, copy};
+use pgkeep_base::{Error, ErrorKind, Result};
+use pgkeep_pg::wal::{self, WalSegSize};
+use pgkeep_pg::{Lsn, datadir};
+use pgkeep_repo::info::{encode_info, load_info, save_info, write_info_file};
+use pgkeep_repo::manifest::build::validate_final;
+use pgkeep_repo::manifest::{Manifest, ManifestFile, TARGET_PGDATA};
+use pgkeep_repo::{ArchiveInfo, BackupInfo, BackupInfoEntry, archive, layout};
+use pgkeep_storage::{LinkType, ReadOptions, Storage, WriteOptions, join};
+
+use super::job::JobSettings;
+use crate::commands::archive::Wait;
+use crate::log::Logger;
+
+/// Mode, user and group of files pgkeep creates in the backup: `pg_data`'s, mode & 0644.
+fn created_attributes(manifest: &Manifest) -> Result<(u32, Option<String>, Option<String>)> {
+    let base = manifest.paths.get(TARGET_PGDATA).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Assert,
+            "unable to find 'pg_data' in manifest path list",
+        )
+    })?;
+    Ok((base.mode & 0o644, base.user.clone(), base.group.clone()))
+}
+
+/// Store `content` as `pg_data/<name>` of the backup and add it to the manifest.
+///
+/// # Errors
+/// Write and filter errors.
+pub fn put_file(
+    repo: &dyn Storage,
+    stanza: &str,
+    manifest: &mut Manifest,
+    settings: &JobSettings,
+    name: &str,
+    timestamp: i64,
+    content: &str,
+) -> Result<()> {
+    let manifest_name = format!("{TARGET_PGDATA}/{name}");
+    let path = layout::backup_file_path(
+        stanza,
+        &manifest.backup.label,
+        &manifest_name,
+        settings.compress.ext(),
+    );
+    let mut chain = Chain::new();
+    let sha = chain.sha1();
+    chain.transform(FilterSpec::Compress {
+        ty: settings.compress,
+        level: settings.level,
+    })?;
+    if let Some(pass) = &settings.cipher_pass {
+        chain.transform(FilterSpec::Encrypt { pass: pass.clone() })?;
+    }
+    let repo_sha = settings.transforms().then(|| chain.sha1());
+    let repo_size = chain.size();
+    let mut out = repo.open_write(&path, WriteOptions::default())?;
+    let results = copy(&mut content.as_bytes(), chain, &mut *out)?;
+    out.finish()?;
+    let (mode, user, group) = created_attributes(manifest)?;
+    let mut file = ManifestFile::new(content.len() as u64, timestamp, mode, user, group);
+    file.checksum = Some(results.get(sha)?.to_hex());
+    file.size_repo = results.get(repo_size)?;
+    file.checksum_repo = match repo_sha {
+        Some(key) => Some(results.get(key)?.to_hex()),
+        None => None,
+    };
+    manifest.files.insert(manifest_name, file);
+    Ok(())
+}
+
+/// Write `backup.manifest.copy` of the manifest's label.
+///
+/// # Errors
+/// Rendering, encryption and write errors.
+pub fn save_copy(
+    repo: &dyn Storage,
+    stanza: &str,
+    manifest: &Manifest,
+    backup_pass: Option<&str>,
+) -> Result<()> {
+    let path = layout::copy_path(&layout::manifest_path(stanza, &manifest.backup.label));
+    write_info_file(repo, &path, &encode_info(manifest, backup_pass)?)
+}
+
+/// Where the WAL of the backup is and how the backup stores files.
+pub struct ArchiveCheck<'a> {
+    /// Archive id (`15-1`).
+    pub archive_id: &'a str,
+    /// Archive sub-passphrase, when encrypted.
+    pub archive_pass: Option<&'a str>,
+    /// Timeline of the backup.
+    pub timeline: u32,
+    /// WAL segment size.
+    pub wal_seg_size: WalSegSize,
+    /// `archive-timeout`.
+    pub timeout: Duration,
+    /// `archive-copy`.
+    pub copy: bool,
+    /// How backup files are stored.
+    pub settings: &'a JobSettings,
+}
+
+/// pgBackRest `walSegmentFind()` with its wait: the stored name of `segment`.
+///
+/// # Errors
+/// `ArchiveTimeout` with pgBackRest's hints; storage errors.
+pub fn wait_for_segment(
+    repo: &dyn Storage,
+    stanza: &str,
+    archive_id: &str,
+    segment: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let mut wait = Wait::new(timeout);
+    loop {
+        if let Some(found) = archive::find_segment(repo, stanza, archive_id, segment)? {
+            return Ok(found);
+        }
+        if !wait.more() {
+            break;
+        }
+    }
+    Err(Error::new(
+        ErrorKind::ArchiveTimeout,
+        format!(
+            "WAL segment {segment} was not archived before the {}ms timeout",
+            timeout.as_millis()
+        ),
+    )
+    .with_hint(
+        "check the archive_command to ensure that all options are correct (especially --stanza).\nHINT: check the PostgreSQL server log for errors.\nHINT: run the 'start' command if the stanza was previously stopped.",
+    ))
+}
+
+/// Wait for (and with `archive-copy`, copy) every WAL segment the backup needs.
+///
+/// # Errors
+/// `ArchiveTimeout`; read, write and filter errors.
+pub fn archive_check_copy(
+    repo: &dyn Storage,
+    stanza: &str,
+    manifest: &mut Manifest,
+    check: &ArchiveCheck<'_>,
+    log: &Logger,
+) -> Result<()> {
+    let parse = |lsn: Option<&String>| -> Result<Lsn> {
+        lsn.ok_or_else(|| Error::new(ErrorKind::Assert, "backup has no start or stop lsn"))?
+            .parse()
+    };
+    let start = parse(manifest.backup.lsn_start.as_ref())?;
+    let stop = parse(manifest.backup.lsn_stop.as_ref())?;
+    let segments = wal::segment_range(check.timeline, start, stop, check.wal_seg_size);
+    log.info(&format!(
+        "check archive for segment(s) {}:{}",
+        segments.first().map_or("", String::as_str),
+        segments.last().map_or("", String::as_str)
+    ));
+    let (mode, user, group) = created_attributes(manifest)?;
+    let wal_dir = manifest.db.version.require_info()?.wal_path;
+    for segment in &segments {
+        let found = wait_for_segment(repo, stanza, check.archive_id, segment, check.timeout)?;
+        if !check.copy {
+            continue;
+        }
+        log.detail(&format!("copy segment {segment} to backup"));
+        let archived = CompressType::from_file_name(&found)?;
+        let source = layout::archive_file_path(stanza, check.archive_id, &found);
+        let mut reader = repo
+            .open_read(&source, ReadOptions::default())?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::FileMissing,
+                    format!(
+                        "unable to open missing file '{}' for read",
+                        join(repo.root(), &source)
+                    ),
+                )
+            })?;
+        let mut chain = Chain::new();
+        if let Some(pass) = check.archive_pass {
+            chain.transform(FilterSpec::Decrypt {
+                pass: pass.to_string(),
+            })?;
+        }
+        if archived != check.settings.compress {
+            chain.transform(FilterSpec::Decompress { ty: archived })?;
+            chain.transform(FilterSpec::Compress {
+                ty: check.settings.compress,
+                level: check.settings.level,
+            })?;
+        }
+        if let Some(pass) = &check.settings.cipher_pass {
+            chain.transform(FilterSpec::Encrypt { pass: pass.clone() })?;
+        }
+        let size = chain.size();
+        let name = format!("{TARGET_PGDATA}/{wal_dir}/{segment}");
+        let path = layout::backup_file_path(
+            stanza,
+            &manifest.backup.label,
+            &name,
+            check.settings.compress.ext(),
+        );
+        let mut out = repo.open_write(&path, WriteOptions::default())?;
+        let results = copy(&mut reader, chain, &mut *out)?;
+        out.finish()?;
+        let mut file = ManifestFile::new(
+            u64::from(check.wal_seg_size.get()),
+            manifest.backup.timestamp_stop,
+            mode,
+            user.clone(),
+            group.clone(),
+        );
+        file.size_repo = results.get(size)?;
+        file.checksum = found.get(25..65).map(str::to_string);
+        manifest.files.insert(name, file);
+    }
+    Ok(())
+}
+
+/// Make the backup visible (see the module contract).
+///
+/// # Errors
+/// Validation (`Format`), storage, rendering and encryption errors.
+pub fn complete(
+    repo: &dyn Storage,
+    stanza: &str,
+    manifest: &Manifest,
+    backup_info: &mut BackupInfo,
+    backup_pass: Option<&str>,
+    repo_pass: Option<&str>,
+    log: &Logger,
+) -> Result<()> {
+    validate_final(manifest)?;
+    let label = &manifest.backup.label;
+    let manifest_path = layout::manifest_path(stanza, label);
+    // rendered once: the stored manifest (encrypted when the repository is) and its gz history
+    let plain = pgkeep_repo::InfoFile::to_bytes(manifest)?;
+    let encrypt = |data: &[u8]| -> Result<Vec<u8>> {
+        match backup_pass {
+            Some(pass) => pgkeep_base::crypto::encrypt(pass.as_bytes(), data),
+            None => Ok(data.to_vec()),
+        }
+    };
+    {
+        let stored = match backup_pass {
+            Some(_) => std::borrow::Cow::Owned(encrypt(&plain)?),
+            None => std::borrow::Cow::Borrowed(plain.as_slice()),
+        };
+        write_info_file(repo, &layout::copy_path(&manifest_path), &stored)?;
+        write_info_file(repo, &manifest_path, &stored)?;
+    }
+    let history = encrypt(&pgkeep_base::compress::compress(CompressType::Gz, 9, &plain)?)?;
+    drop(plain);
+    write_info_file(repo, &layout::history_manifest_path(stanza, label), &history)?;
+    if repo.features().path_sync {
+        repo.path_sync(&layout::history_path(stanza))?;
+    }
+
+    if repo.features().symlink {
+        let latest = layout::latest_link(stanza);
+        repo.remove(&latest, true)?;
+        repo.link_create(label, &latest, LinkType::Soft)?;
+    }
+
+    backup_info.add_backup(label.clone(), BackupInfoEntry::from_manifest(manifest));
+    save_info(
+        repo,
+        &layout::backup_info_path(stanza),
+        backup_info,
+        repo_pass,
+    )?;
+
+    let archive_path = layout::archive_info_path(stanza);
+    let archive_info: ArchiveInfo = load_info(repo, &archive_path, repo_pass)?;
+    save_info(repo, &archive_path, &archive_info, repo_pass)?;
+    log.debug(&format!("backup {label} completed"));
+    Ok(())
+}
+
+/// pgBackRest `infoBackupLoadFileReconstruct()`: drop backups whose manifest is gone (and the
+/// backups depending on them), add completed backups missing from backup.info.
+///
+/// # Errors
+/// Storage and manifest load errors.
+pub fn reconstruct(
+    repo: &dyn Storage,
+    stanza: &str,
+    info: &mut BackupInfo,
+    log: &Logger,
+) -> Result<()> {
+    let exists = |label: &str| -> Result<bool> {
+        Ok(repo
+            .info(
+                &layout::manifest_path(stanza, label),
+                pgkeep_storage::InfoLevel::Exists,
+                true,
+            )?
+            .is_some())
+    };
+    let labels: Vec<String> = info.backups.keys().cloned().collect();
+    for label in &labels {
+        if !info.backups.contains_key(label) || exists(label)? {
+            continue;
+        }
+        let mut dependents: Vec<String> = info
+            .backups
+            .iter()
+            .filter(|(l, e)| *l == label || e.reference.as_ref().is_some_and(|r| r.contains(label)))
+            .map(|(l, _)| l.clone())
+            .collect();
+        dependents.sort();
+        dependents.reverse();
+        for removed in dependents {
+            log.warn(&format!(
+                "backup '{removed}' missing manifest removed from backup.info"
+            ));
+            info.remove_backup(&removed);
+        }
+    }
+    let mut dirs: Vec<String> = repo
+        .list(
+            &layout::backup_path(stanza),
+            pgkeep_storage::InfoLevel::Exists,
+        )?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.name)
+        .filter(|n| layout::is_backup_label(n))
+        .collect();
+    dirs.sort();
+    for label in dirs {
+        if info.backups.contains_key(&label) || !exists(&label)? {
+            continue;
+        }
+        let manifest: Manifest = pgkeep_repo::info::load_info_file(
+            repo,
+            &layout::manifest_path(stanza, &label),
+            info.cipher_pass.as_deref(),
+        )?;
+        let matches = info.history.iter().any(|h| {
+            h.id == manifest.db.id
+                && h.system_id == manifest.db.system_id
+                && h.version == manifest.db.version
+        }) && manifest
+            .backup
+            .prior
+            .as_ref()
+            .is_none_or(|p| info.backups.contains_key(p));
+        if matches {
+            log.warn(&format!(
+                "backup '{label}' found in repository added to backup.info"
+            ));
+            info.add_backup(label, BackupInfoEntry::from_manifest(&manifest));
+        } else {
+            log.warn(&format!(
+                "invalid backup '{label}' cannot be added to current backups"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The annotation map with empty values dropped; `None` when nothing is left.
+#[must_use]
+pub fn annotation(pairs: &[(String, String)]) -> Option<BTreeMap<String, String>> {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .cloned()
+        .collect();
+    (!map.is_empty()).then_some(map)
+}
+
+/// True when `name` is pg_control (which must be in every online backup).
+#[must_use]
+pub fn is_pg_control(name: &str) -> bool {
+    name.strip_prefix("pg_data/") == Some(datadir::PG_CONTROL)
+}

@@ -1,0 +1,672 @@
+//! The copy phase (pgBackRest `backupProcess()`, `backupProcessQueue()`, `backupJobCallback()`,
+//! `backupJobResult()`): turn the manifest into jobs, run them on `process-max` threads, and fold
+//! the results back into the manifest.
+//!
+//! Contract:
+//! - Jobs are ordered largest file first (pgBackRest's queue order: size descending; with bundles,
+//!   files up to the bundle limit by mtime ascending, then name), so the biggest files start
+//!   early and the run ends with small ones. Bundles are filled greedily in that order until
+//!   their size reaches `repo-bundle-size`; ids count from 1 in job order.
+//! - Worker threads pull the next job from a shared counter and send results over a channel; only
+//!   the calling thread touches the manifest. The first error stops the workers from taking new
+//!   jobs and is returned once the running ones have ended. Memory is the job list (names and
+//!   sizes) plus one chunk buffer per worker: no file content is ever held.
+//! - While waiting the caller's `tick` runs about every second (the database ping, and the
+//!   periodic manifest save for resume).
+//! - Results: files removed by the database leave the manifest; copied files get their sizes,
+//!   checksums, page results and bundle location and lose any reference; page checksum failures
+//!   are warnings naming the file and pages.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use pgkeep_base::{Error, ErrorKind, Result};
+use pgkeep_pg::datadir::{self, DataDir};
+use pgkeep_pg::page::{PAGE_SIZE, PageErrorRange, collapse_errors};
+use pgkeep_repo::info::json::Json;
+use pgkeep_repo::layout;
+use pgkeep_repo::manifest::Manifest;
+use pgkeep_repo::manifest::build::pg_relative;
+use pgkeep_storage::Storage;
+
+use super::job::{self, CopyResult, FileResult, Job, JobFile, JobSettings, PageResult};
+use crate::commands::archive::size_format;
+use crate::log::{Level, Logger};
+
+/// Bundling limits (`repo-bundle-size`, `repo-bundle-limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bundling {
+    /// A bundle is closed once its files reach this many bytes.
+    pub size: u64,
+    /// Files larger than this are stored on their own.
+    pub limit: u64,
+}
+
+/// Everything needed to plan the jobs of a backup.
+pub struct Plan<'a> {
+    /// Stanza.
+    pub stanza: &'a str,
+    /// PGDATA.
+    pub pg_path: &'a str,
+    /// Data directory rules.
+    pub datadir: &'a DataDir,
+    /// Bundling, when on.
+    pub bundle: Option<Bundling>,
+    /// Delta is in force.
+    pub delta: bool,
+    /// Files referenced from the prior backup that need no copy.
+    pub unchanged: &'a BTreeSet<String>,
+    /// Files stored by the interrupted backup being resumed.
+    pub resumed: &'a BTreeSet<String>,
+}
+
+/// The file system path of a manifest file (through links and tablespaces).
+#[must_use]
+pub fn pg_file(pg_path: &str, name: &str) -> String {
+    format!("{}/{}", pg_path.trim_end_matches('/'), pg_relative(name))
+}
+
+/// Files to copy, in queue order, as job files.
+fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<JobFile> {
+    let mut files: Vec<(&String, &pgkeep_repo::manifest::ManifestFile)> = manifest
+        .files
+        .iter()
+        .filter(|(name, file)| {
+            // zero-length files of a bundled backup are never stored
+            let stored_empty = plan.bundle.is_some() && file.size == 0;
+            !stored_empty && !plan.unchanged.contains(*name)
+        })
+        .collect();
+    let bundle_limit = plan.bundle.map(|b| b.limit);
+    // descending: larger first; among bundled sizes older first; then name descending
+    files.sort_by(|(an, a), (bn, b)| {
+        let small = bundle_limit.is_some_and(|l| a.size <= l && b.size <= l);
+        let by_size = if small {
+            std::cmp::Ordering::Equal
+        } else {
+            b.size.cmp(&a.size)
+        };
+        let by_time = if bundle_limit.is_some() {
+            a.timestamp.cmp(&b.timestamp)
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        by_size.then(by_time).then_with(|| bn.cmp(an))
+    });
+    files
+        .into_iter()
+        .map(|(name, file)| {
+            let rel = pg_relative(name);
+            let has_reference = file.reference.is_some();
+            let resume = plan.resumed.contains(name);
+            JobFile {
+                name: name.clone(),
+                pg_file: pg_file(plan.pg_path, name),
+                size: file.size,
+                copy_exact_size: plan.datadir.copy_exact_size(rel),
+                ignore_missing: rel != datadir::PG_CONTROL,
+                checksum_page: file
+                    .checksum_page
+                    .is_some()
+                    .then(|| datadir::segment_no(rel)),
+                delta: plan.delta && has_reference && file.size != 0,
+                checksum: file.checksum.clone(),
+                has_reference,
+                resume,
+                repo_checksum: file.checksum_repo.clone().filter(|_| resume),
+                repo_size: file.size_repo,
+            }
+        })
+        .collect()
+}
+
+/// Group the queue into jobs: single files, or bundles of small files.
+#[must_use]
+pub fn jobs(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Job> {
+    let label = &manifest.backup.label;
+    let ext = manifest.options.compress_type.ext();
+    let mut queue: Vec<Option<JobFile>> = queue(manifest, plan).into_iter().map(Some).collect();
+    let mut jobs = Vec::new();
+    let mut bundle_id = 1u64;
+    let mut start = 0usize;
+    loop {
+        while queue.get(start).is_some_and(Option::is_none) {
+            start += 1;
+        }
+        let Some(Some(first)) = queue.get_mut(start).map(Option::take) else {
+            break;
+        };
+        match plan.bundle {
+            Some(b) if first.size <= b.limit => {
+                let mut total = first.size;
+                let mut files = vec![first];
+                let mut idx = start + 1;
+                while total < b.size && idx < queue.len() {
+                    if let Some(slot) = queue.get_mut(idx)
+                        && let Some(file) = slot.as_ref()
+                        && file.size <= b.limit
+                        && total + file.size < b.size
+                    {
+                        total += file.size;
+                        files.extend(slot.take());
+                    }
+                    idx += 1;
+                }
+                jobs.push(Job {
+                    repo_file: layout::bundle_path(plan.stanza, label, bundle_id),
+                    bundle_id,
+                    files,
+                });
+                bundle_id += 1;
+            }
+            _ => jobs.push(Job {
+                repo_file: layout::backup_file_path(plan.stanza, label, &first.name, ext),
+                bundle_id: 0,
+                files: vec![first],
+            }),
+        }
+    }
+    jobs
+}
+
+/// Running totals for progress messages.
+struct Progress {
+    total: u64,
+    done: u64,
+}
+
+impl Progress {
+    /// Count `size` as done; `<size>, <pct>%` with two decimals, as pgBackRest logs it.
+    fn text(&mut self, size: u64) -> String {
+        self.done += size;
+        let pct = if self.total == 0 {
+            10_000
+        } else {
+            u64::try_from(u128::from(self.done) * 10_000 / u128::from(self.total)).unwrap_or(0)
+        };
+        format!("{}, {}.{:02}%", size_format(size), pct / 100, pct % 100)
+    }
+}
+
+/// The manifest's `checksum-page-error` for a list of failed blocks.
+fn page_error_json(errors: &[u32]) -> Json {
+    Json::Array(
+        collapse_errors(errors)
+            .into_iter()
+            .map(|r| match r {
+                PageErrorRange::Single(b) => Json::UInt(u64::from(b)),
+                PageErrorRange::Range(a, b) => {
+                    Json::Array(vec![Json::UInt(u64::from(a)), Json::UInt(u64::from(b))])
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The warning for a file whose pages failed, `None` when they did not.
+fn page_warning(page: &PageResult, file: &str, size: u64) -> Option<String> {
+    if page.valid {
+        return None;
+    }
+    if !page.align {
+        return Some(format!(
+            "page misalignment in file {file}: file size {size} is not divisible by page size {PAGE_SIZE}"
+        ));
+    }
+    let mut count = 0;
+    let list: Vec<String> = collapse_errors(&page.errors)
+        .into_iter()
+        .map(|r| match r {
+            PageErrorRange::Single(b) => {
+                count += 1;
+                b.to_string()
+            }
+            PageErrorRange::Range(a, b) => {
+                count += 2;
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    let plural = if count > 1 { "s" } else { "" };
+    Some(format!(
+        "invalid page checksum{plural} found in file {file} at page{plural} {}",
+        list.join(", ")
+    ))
+}
+
+/// Fold one job's results into the manifest; returns the names removed by the database.
+fn apply(
+    manifest: &mut Manifest,
+    job: &Job,
+    results: Vec<FileResult>,
+    progress: &mut Progress,
+    log: &Logger,
+    removed: &mut Vec<String>,
+) -> Result<()> {
+    let detail = log.enabled(Level::Detail);
+    for (file, result) in job.files.iter().zip(results) {
+        let shown = &file.pg_file;
+        let progress_text = progress.text(result.size);
+        // the per-file lines are formatted only when someone reads them
+        let (progress_text, checksum) = if detail {
+            let bundle = if job.bundle_id != 0 && result.result != CopyResult::NoOp {
+                format!("bundle {}/{}, ", job.bundle_id, result.bundle_offset)
+            } else {
+                String::new()
+            };
+            let checksum = match (&result.checksum, result.size) {
+                (Some(c), s) if s != 0 => format!(" checksum {c}"),
+                _ => String::new(),
+            };
+            (format!("{bundle}{progress_text}"), checksum)
+        } else {
+            (String::new(), String::new())
+        };
+        match result.result {
+            CopyResult::NoOp => log.detail(&format!(
+                "match file from prior backup {shown} ({progress_text}){checksum}"
+            )),
+            CopyResult::Checksum => log.detail(&format!(
+                "checksum resumed file {shown} ({progress_text}){checksum}"
+            )),
+            CopyResult::Skip => {
+                log.detail(&format!("skip file removed by database {shown}"));
+                removed.push(file.name.clone());
+            }
+            CopyResult::Copy | CopyResult::ReCopy => {
+                let entry = manifest.files.get_mut(&file.name).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Assert,
+                        format!("unable to find '{}' in manifest file list", file.name),
+                    )
+                })?;
+                if result.result == CopyResult::ReCopy {
+                    log.warn(&format!(
+                        "resumed backup file {} does not have expected checksum {}. The file will be recopied and backup will continue but this may be an issue unless the resumed backup path in the repository is known to be corrupted.\nNOTE: this does not indicate a problem with the PostgreSQL page checksums.",
+                        file.name,
+                        entry.checksum.as_deref().unwrap_or_default()
+                    ));
+                }
+                log.detail(&format!("backup file {shown} ({progress_text}){checksum}"));
+                entry.checksum_page_error = None;
+                if let Some(page) = &result.page {
+                    if let Some(warning) = page_warning(page, shown, result.size) {
+                        log.warn(&warning);
+                    }
+                    entry.checksum_page = Some(page.valid);
+                    if !page.valid && page.align {
+                        entry.checksum_page_error = Some(page_error_json(&page.errors));
+                    }
+                }
+                entry.size = result.size;
+                entry.size_repo = result.repo_size;
+                entry.checksum = result.checksum;
+                entry.checksum_repo = result.repo_checksum;
+                entry.reference = None;
+                entry.bundle_id = job.bundle_id;
+                entry.bundle_offset = result.bundle_offset;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where and how the workers run.
+pub struct Workers<'a> {
+    /// Number of threads.
+    pub process_max: usize,
+    /// How files are stored.
+    pub settings: &'a JobSettings,
+    /// PostgreSQL host storage rooted at `/`.
+    pub pg: &'a dyn Storage,
+    /// The repository.
+    pub repo: &'a dyn Storage,
+    /// Logger.
+    pub log: &'a Logger,
+    /// Read small files ahead of the workers ([`prefetch`]); PGDATA must be a local file system.
+    pub prefetch: bool,
+}
+
+/// Small files are read ahead of the workers up to this many bytes ...
+const PREFETCH_BYTES: u64 = 64 * 1024 * 1024;
+/// ... and this many files.
+const PREFETCH_FILES: usize = 512;
+/// Files up to this size are read ahead (larger ones are read sequentially, where the kernel's own
+/// readahead already keeps the disk busy).
+const PREFETCH_FILE_MAX: u64 = 4 * 1024 * 1024;
+
+/// Ask the kernel to read the small files of the next jobs into the page cache
+/// (`posix_fadvise(WILLNEED)`, which only queues the reads), so a worker finds them there instead
+/// of waiting for the disk once per file: with thousands of small files the copy is otherwise
+/// bound by read latency, not bandwidth. The window is bounded in bytes and files; the hints are
+/// best effort and never fail the backup.
+fn prefetch(jobs: &[Job], next: &AtomicUsize, done: &AtomicBool) {
+    let mut ahead = 0usize;
+    while !done.load(Ordering::Relaxed) {
+        let head = next.load(Ordering::Relaxed);
+        if head >= jobs.len() {
+            return;
+        }
+        ahead = ahead.max(head);
+        let mut bytes = 0u64;
+        let mut files = 0usize;
+        for job in jobs.iter().take(ahead).skip(head) {
+            bytes += job.files.iter().map(|f| f.size).sum::<u64>();
+            files += job.files.len();
+        }
+        let mut issued = false;
+        while bytes < PREFETCH_BYTES && files < PREFETCH_FILES {
+            let Some(job) = jobs.get(ahead) else {
+                break;
+            };
+            for file in &job.files {
+                if file.size > 0 && file.size <= PREFETCH_FILE_MAX
+                    && let Ok(handle) = std::fs::File::open(&file.pg_file)
+                {
+                    let _ = nix::fcntl::posix_fadvise(
+                        &handle,
+                        0,
+                        0,
+                        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+                    );
+                }
+                bytes += file.size;
+                files += 1;
+            }
+            ahead += 1;
+            issued = true;
+        }
+        if !issued {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Run `jobs` and fold their results into `manifest`. `tick` is called about once a second and
+/// after every result with the bytes processed so far.
+///
+/// # Errors
+/// The first job error or `tick` error.
+pub fn run(
+    manifest: &mut Manifest,
+    jobs: &[Job],
+    workers: &Workers<'_>,
+    tick: &mut dyn FnMut(&Manifest, u64) -> Result<()>,
+) -> Result<()> {
+    let total: u64 = jobs
+        .iter()
+        .flat_map(|j| j.files.iter())
+        .map(|f| f.size)
+        .sum();
+    let mut progress = Progress { total, done: 0 };
+    let next = AtomicUsize::new(0);
+    let abort = AtomicBool::new(false);
+    let mut removed = Vec::new();
+    let mut first_error: Option<Error> = None;
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Result<Vec<FileResult>>)>();
+        if workers.prefetch {
+            let (next, done) = (&next, &done);
+            scope.spawn(move || prefetch(jobs, next, done));
+        }
+        for _ in 0..workers.process_max.max(1) {
+            let tx = tx.clone();
+            let (next, abort) = (&next, &abort);
+            scope.spawn(move || {
+                let mut buffer = Vec::new();
+                while !abort.load(Ordering::Relaxed) {
+                    let idx = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(idx) else {
+                        break;
+                    };
+                    let result =
+                        job::execute(job, workers.settings, workers.pg, workers.repo, &mut buffer);
+                    let failed = result.is_err();
+                    if tx.send((idx, result)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let fail = |e: Error, first: &mut Option<Error>| {
+            abort.store(true, Ordering::Relaxed);
+            if first.is_none() {
+                *first = Some(e);
+            }
+        };
+        loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok((idx, Ok(results))) => {
+                    if first_error.is_some() {
+                        continue;
+                    }
+                    let applied = match jobs.get(idx) {
+                        Some(job) => apply(
+                            manifest,
+                            job,
+                            results,
+                            &mut progress,
+                            workers.log,
+                            &mut removed,
+                        ),
+                        None => Err(Error::new(ErrorKind::Assert, "job index out of range")),
+                    };
+                    if let Err(e) = applied.and_then(|()| tick(manifest, progress.done)) {
+                        fail(e, &mut first_error);
+                    }
+                }
+                Ok((_, Err(e))) => fail(e, &mut first_error),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if first_error.is_none()
+                        && let Err(e) = tick(manifest, progress.done)
+                    {
+                        fail(e, &mut first_error);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    for name in removed {
+        manifest.files.remove(&name);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use pgkeep_pg::PgVersion;
+    use pgkeep_repo::manifest::ManifestFile;
+
+    use super::*;
+
+    fn manifest(files: &[(&str, u64, i64)]) -> Manifest {
+        use pgkeep_repo::layout::{BackupType, CompressType};
+        use pgkeep_repo::manifest::{ManifestBackup, ManifestBackupDb, ManifestOptions};
+        let mut m = Manifest::new(
+            ManifestBackup {
+                label: "20260101-000000F".to_string(),
+                prior: None,
+                backup_type: BackupType::Full,
+                reference: Vec::new(),
+                archive_start: None,
+                archive_stop: None,
+                lsn_start: None,
+                lsn_stop: None,
+                timestamp_copy_start: 0,
+                timestamp_start: 0,
+                timestamp_stop: 0,
+                bundle: false,
+                bundle_raw: false,
+                block_incr: false,
+            },
+            ManifestBackupDb {
+                id: 1,
+                system_id: 1,
+                catalog_version: 202_209_061,
+                control_version: 1300,
+                version: PgVersion::from_major(15).unwrap(),
+            },
+            ManifestOptions {
+                archive_check: true,
+                archive_copy: false,
+                backup_standby: None,
+                buffer_size: None,
+                checksum_page: None,
+                compress_type: CompressType::Lz4,
+                compress_level: None,
+                compress_level_network: None,
+                delta: None,
+                hardlink: false,
+                online: true,
+                process_max: None,
+            },
+        );
+        for (name, size, ts) in files {
+            m.files.insert(
+                (*name).to_string(),
+                ManifestFile::new(*size, *ts, 0o600, None, None),
+            );
+        }
+        m
+    }
+
+    fn plan_for<'a>(
+        dd: &'a DataDir,
+        bundle: Option<Bundling>,
+        empty: &'a BTreeSet<String>,
+    ) -> Plan<'a> {
+        Plan {
+            stanza: "demo",
+            pg_path: "/pg",
+            datadir: dd,
+            bundle,
+            delta: false,
+            unchanged: empty,
+            resumed: empty,
+        }
+    }
+
+    #[test]
+    fn largest_first_and_bundles_filled_greedily() {
+        let dd = DataDir::new(PgVersion::from_major(15).unwrap(), 202_209_061).unwrap();
+        let empty = BTreeSet::new();
+        let m = manifest(&[
+            ("pg_data/a", 10, 5),
+            ("pg_data/b", 300, 5),
+            ("pg_data/c", 40, 1),
+            ("pg_data/d", 60, 2),
+            ("pg_data/e", 0, 1),
+            ("pg_data/global/pg_control", 8192, 1),
+        ]);
+        let plan = plan_for(&dd, None, &empty);
+        let order: Vec<String> = jobs(&m, &plan)
+            .into_iter()
+            .map(|j| j.files[0].name.clone())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "pg_data/global/pg_control",
+                "pg_data/b",
+                "pg_data/d",
+                "pg_data/c",
+                "pg_data/a",
+                "pg_data/e"
+            ]
+        );
+        let bundled = jobs(
+            &m,
+            &plan_for(
+                &dd,
+                Some(Bundling {
+                    size: 100,
+                    limit: 100,
+                }),
+                &empty,
+            ),
+        );
+        let shape: Vec<(u64, Vec<&str>)> = bundled
+            .iter()
+            .map(|j| {
+                (
+                    j.bundle_id,
+                    j.files.iter().map(|f| f.name.as_str()).collect(),
+                )
+            })
+            .collect();
+        // zero-length files are not copied when bundling; oldest first (c, d, a), and a file
+        // that would fill the bundle to its size (d: 40 + 60) waits for the next one
+        assert_eq!(
+            shape,
+            [
+                (0, vec!["pg_data/global/pg_control"]),
+                (0, vec!["pg_data/b"]),
+                (1, vec!["pg_data/c", "pg_data/a"]),
+                (2, vec!["pg_data/d"]),
+            ]
+        );
+        assert_eq!(
+            bundled[2].repo_file,
+            "backup/demo/20260101-000000F/bundle/1"
+        );
+        assert_eq!(
+            bundled[1].repo_file,
+            "backup/demo/20260101-000000F/pg_data/b.lz4"
+        );
+        assert!(!bundled[0].files[0].ignore_missing);
+        assert!(bundled[1].files[0].ignore_missing);
+    }
+
+    #[test]
+    fn page_warnings_like_pgbackrest() {
+        let bad = PageResult {
+            valid: false,
+            align: true,
+            errors: vec![2, 3, 6],
+        };
+        assert_eq!(
+            page_warning(&bad, "/pg/base/5/1", 73728).unwrap(),
+            "invalid page checksums found in file /pg/base/5/1 at pages 2-3, 6"
+        );
+        assert_eq!(page_error_json(&bad.errors).render(), "[[2,3],6]");
+        let one = PageResult {
+            valid: false,
+            align: true,
+            errors: vec![0],
+        };
+        assert_eq!(
+            page_warning(&one, "f", 8192).unwrap(),
+            "invalid page checksum found in file f at page 0"
+        );
+        let misaligned = PageResult {
+            valid: false,
+            align: false,
+            errors: vec![],
+        };
+        assert_eq!(
+            page_warning(&misaligned, "f", 100).unwrap(),
+            "page misalignment in file f: file size 100 is not divisible by page size 8192"
+        );
+        assert_eq!(
+            page_warning(
+                &PageResult {
+                    valid: true,
+                    align: true,
+                    errors: vec![]
+                },
+                "f",
+                0
+            ),
+            None
+        );
+    }
+}

@@ -1,0 +1,687 @@
+//! One unit of restore work: one repository file, or a run of files of one bundle, written into
+//! the data directory (pgBackRest `restoreFile()` in `src/command/restore/file.c`).
+//!
+//! Contract:
+//! - [`execute`] touches only the job's files (absolute paths decided by the caller, through
+//!   links) and reads only the job's repository file. It runs on any worker thread.
+//! - Delta (`--delta`): an existing file is kept when its size and SHA-1 match the manifest; a
+//!   larger one is first truncated to the manifest size (it may only have grown). With
+//!   `--force` too, size and modification time must match and the time must be before the
+//!   backup's copy start. A kept file gets the manifest's time back. Zeroed files are never kept.
+//! - Zero-length files and zeroed files (selective restore: sparse, zero-filled, of the recorded
+//!   size) are created without reading the repository.
+//! - Every other file is written in place (truncated) in one pass through
+//!   [`pgkeep_repo::backup_file::copy_verified`]; a SHA-1 or size mismatch is `Checksum` (26),
+//!   `error restoring '<file>': actual checksum '..' does not match expected checksum '..'`, with
+//!   the repository file in the hint. Any failure names the file being restored.
+//! - Then the file gets the manifest mode exactly, the owner (only when one is given: root
+//!   restores) and the manifest mtime, and its write-back is started. The caller fsyncs every
+//!   written file with [`sync_files`] before the restore may report success (pgBackRest fsyncs
+//!   each file as it closes it; deferring lets the workers go on decoding while the disk writes,
+//!   and the final fsyncs run with more requests in flight).
+//! - Bundled files next to each other are read with one open of the bundle.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use pgkeep_base::io::{Chain, copy};
+use pgkeep_base::{Error, ErrorKind, Result};
+use pgkeep_repo::backup_file::{Expected, StoredFormat, copy_verified, open_range};
+use pgkeep_storage::Storage;
+
+/// One file of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFile {
+    /// Manifest name (`pg_data/base/1/1259`).
+    pub name: String,
+    /// Absolute path to write (`global/pg_control` is written under its temp name).
+    pub pg_file: String,
+    /// Checksum and size of the content.
+    pub expected: Expected,
+    /// Manifest modification time.
+    pub timestamp: i64,
+    /// Manifest mode.
+    pub mode: u32,
+    /// Owner ids to set (root restores only).
+    pub owner: Option<(u32, u32)>,
+    /// Restore as a sparse zero-filled file (selective restore).
+    pub zero: bool,
+    /// Offset of the stored bytes in the repository file.
+    pub offset: u64,
+    /// Size of the stored bytes (`None`: the whole repository file).
+    pub size_repo: Option<u64>,
+}
+
+/// A job: one repository file and the files restored from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Repository path.
+    pub repo_path: String,
+    /// Bundle id, 0 for a file stored on its own.
+    pub bundle_id: u64,
+    /// The files, by offset for a bundle.
+    pub files: Vec<JobFile>,
+}
+
+/// How the job's files are treated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSettings {
+    /// How the backup's files are stored.
+    pub format: StoredFormat,
+    /// `--delta` (or `--force`).
+    pub delta: bool,
+    /// `--delta --force`: compare size and time only.
+    pub force: bool,
+    /// The backup's `backup-timestamp-copy-start`.
+    pub copy_start: i64,
+}
+
+/// fsync every file of `paths` on `threads` threads.
+///
+/// # Errors
+/// The first file that cannot be opened or synced.
+pub fn sync_files(paths: &[String], threads: usize) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1).min(paths.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = paths.get(index) else {
+                        return;
+                    };
+                    let result = File::open(path)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| sys(ErrorKind::FileSync, "unable to sync file", path, "", &e));
+                    if let Err(e) = result
+                        && let Ok(mut slot) = failed.lock()
+                        && slot.is_none()
+                    {
+                        *slot = Some(e);
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner() {
+        Ok(Some(e)) => Err(e),
+        Ok(None) => Ok(()),
+        Err(_) => Err(Error::new(ErrorKind::Assert, "file sync worker panicked")),
+    }
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Copied from the repository.
+    Copy,
+    /// Kept: the existing file matched (delta).
+    Preserve,
+    /// Created empty, or sparse and zero-filled.
+    Zero,
+}
+
+/// Bytes processed so far by all workers (for progress display).
+pub type Counter = AtomicU64;
+
+/// Restore the job's files; outcomes in job order.
+///
+/// # Errors
+/// Any failure, naming the file; see the module contract.
+pub fn execute(
+    job: &Job,
+    settings: &JobSettings,
+    repo: &dyn Storage,
+    counter: &Counter,
+) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::with_capacity(job.files.len());
+    for file in &job.files {
+        let outcome = prepare(file, settings, counter)
+            .map_err(|e| e.context(format!("error restoring '{}'", file.pg_file)))?;
+        outcomes.push(outcome);
+    }
+    let mut index = 0;
+    while let Some(file) = job.files.get(index) {
+        if outcomes.get(index) != Some(&Outcome::Copy) {
+            index += 1;
+            continue;
+        }
+        // the run of files to copy that lie back to back in the repository file
+        let mut end = index + 1;
+        let mut run_size = file.size_repo;
+        while job.bundle_id != 0
+            && let (Some(next), Some(Outcome::Copy), Some(size)) =
+                (job.files.get(end), outcomes.get(end), run_size)
+            && next.offset == file.offset + size
+            && let Some(next_size) = next.size_repo
+        {
+            run_size = Some(size + next_size);
+            end += 1;
+        }
+        let mut reader = open_range(repo, &job.repo_path, file.offset, run_size)
+            .map_err(|e| e.context(format!("error restoring '{}'", file.pg_file)))?;
+        for file in job.files.get(index..end).unwrap_or_default() {
+            copy_file(file, settings, &mut reader, counter).map_err(|e| {
+                let hint = (e.kind() == ErrorKind::Checksum).then(|| {
+                    format!(
+                        "the repository file '{}'{} may be corrupt",
+                        job.repo_path,
+                        if job.bundle_id != 0 {
+                            format!(" at offset {}", file.offset)
+                        } else {
+                            String::new()
+                        }
+                    )
+                });
+                let e = e.context(format!("error restoring '{}'", file.pg_file));
+                match hint {
+                    Some(h) => e.with_hint(h),
+                    None => e,
+                }
+            })?;
+        }
+        index = end;
+    }
+    Ok(outcomes)
+}
+
+/// Delta check, and creation of zero-length and zeroed files. `Copy` means still to be copied.
+fn prepare(file: &JobFile, settings: &JobSettings, counter: &Counter) -> Result<Outcome> {
+    if settings.delta
+        && !file.zero
+        && let Some(meta) = metadata(&file.pg_file)?
+    {
+        let size = file.expected.size;
+        let mtime = mtime_of(&meta);
+        if settings.force {
+            if meta.len() == size && mtime == file.timestamp && mtime < settings.copy_start {
+                counter.fetch_add(size, Ordering::Relaxed);
+                return Ok(Outcome::Preserve);
+            }
+        } else if meta.len() >= size {
+            if meta.len() > size {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&file.pg_file)
+                    .map_err(|e| {
+                        sys(
+                            ErrorKind::FileOpen,
+                            "unable to open file",
+                            &file.pg_file,
+                            " for write",
+                            &e,
+                        )
+                    })?;
+                f.set_len(size).map_err(|e| {
+                    sys(
+                        ErrorKind::FileWrite,
+                        "unable to truncate file",
+                        &file.pg_file,
+                        "",
+                        &e,
+                    )
+                })?;
+            }
+            if size == 0 || sha1_of(&file.pg_file)? == file.expected.sha1 {
+                if mtime != file.timestamp {
+                    set_mtime_path(&file.pg_file, file.timestamp)?;
+                }
+                counter.fetch_add(size, Ordering::Relaxed);
+                return Ok(Outcome::Preserve);
+            }
+        }
+    }
+    if file.expected.is_empty() || file.zero {
+        let mut f = create(file)?;
+        if file.zero {
+            f.set_len(file.expected.size).map_err(|e| {
+                sys(
+                    ErrorKind::FileWrite,
+                    "unable to truncate",
+                    &file.pg_file,
+                    "",
+                    &e,
+                )
+            })?;
+        }
+        finish(&mut f, file)?;
+        counter.fetch_add(file.expected.size, Ordering::Relaxed);
+        return Ok(Outcome::Zero);
+    }
+    Ok(Outcome::Copy)
+}
+
+fn copy_file(
+    file: &JobFile,
+    settings: &JobSettings,
+    reader: &mut Box<dyn Read + Send>,
+    counter: &Counter,
+) -> Result<()> {
+    let mut f = create(file)?;
+    {
+        let mut writer = Counting {
+            inner: &mut f,
+            counter,
+            path: &file.pg_file,
+        };
+        match file.size_repo {
+            Some(size) => copy_verified(
+                &mut reader.take(size),
+                &settings.format,
+                &file.expected,
+                &mut writer,
+            )?,
+            None => copy_verified(reader, &settings.format, &file.expected, &mut writer)?,
+        }
+    }
+    finish(&mut f, file)
+}
+
+/// Counts what is written, for the progress display.
+struct Counting<'a> {
+    inner: &'a mut File,
+    counter: &'a Counter,
+    path: &'a str,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf).map_err(|e| {
+            std::io::Error::from(sys(
+                ErrorKind::FileWrite,
+                "unable to write",
+                self.path,
+                "",
+                &e,
+            ))
+        })?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn sys(kind: ErrorKind, what: &str, path: &str, tail: &str, e: &std::io::Error) -> Error {
+    Error::new(
+        kind,
+        format!("{what} '{path}'{tail}: {}", pgkeep_base::error::io_cause(e)),
+    )
+}
+
+fn metadata(path: &str) -> Result<Option<std::fs::Metadata>> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(sys(
+            ErrorKind::FileOpen,
+            "unable to get info for path/file",
+            path,
+            "",
+            &e,
+        )),
+    }
+}
+
+fn mtime_of(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime()
+}
+
+fn time_of(secs: i64) -> SystemTime {
+    match u64::try_from(secs) {
+        Ok(s) => SystemTime::UNIX_EPOCH + Duration::from_secs(s),
+        Err(_) => SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()),
+    }
+}
+
+fn set_mtime_path(path: &str, secs: i64) -> Result<()> {
+    let f = File::options()
+        .write(true)
+        .open(path)
+        .or_else(|_| File::open(path))
+        .map_err(|e| sys(ErrorKind::FileInfo, "unable to set time for", path, "", &e))?;
+    f.set_modified(time_of(secs))
+        .map_err(|e| sys(ErrorKind::FileInfo, "unable to set time for", path, "", &e))
+}
+
+/// SHA-1 of a file of the data directory.
+fn sha1_of(path: &str) -> Result<pgkeep_base::io::Sha1Digest> {
+    let mut f = File::open(path).map_err(|e| {
+        sys(
+            ErrorKind::FileOpen,
+            "unable to open file",
+            path,
+            " for read",
+            &e,
+        )
+    })?;
+    let mut chain = Chain::new();
+    let key = chain.sha1();
+    let results = copy(&mut f, chain, &mut std::io::sink())
+        .map_err(|e| e.context(format!("unable to read '{path}'")))?;
+    results.get(key)
+}
+
+/// Open for writing in place (following a file link), truncated.
+fn create(file: &JobFile) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(file.mode)
+        .open(&file.pg_file)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::new(
+                    ErrorKind::FileMissing,
+                    format!(
+                        "unable to open file '{}' for write in missing path",
+                        file.pg_file
+                    ),
+                )
+            } else {
+                sys(
+                    ErrorKind::FileOpen,
+                    "unable to open file",
+                    &file.pg_file,
+                    " for write",
+                    &e,
+                )
+            }
+        })
+}
+
+/// Mode, owner, time and sync of a written file.
+fn finish(f: &mut File, file: &JobFile) -> Result<()> {
+    let path = &file.pg_file;
+    f.set_permissions(std::fs::Permissions::from_mode(file.mode))
+        .map_err(|e| sys(ErrorKind::FileMode, "unable to set mode for", path, "", &e))?;
+    if let Some((uid, gid)) = file.owner {
+        std::os::unix::fs::fchown(&*f, Some(uid), Some(gid)).map_err(|e| {
+            sys(
+                ErrorKind::FileOwner,
+                "unable to set ownership for",
+                path,
+                "",
+                &e,
+            )
+        })?;
+    }
+    f.set_modified(time_of(file.timestamp))
+        .map_err(|e| sys(ErrorKind::FileInfo, "unable to set time for", path, "", &e))?;
+    // start writing the file back now so the caller's fsync finds little left to do; this is
+    // advice only, its failure changes nothing
+    let _ = nix::fcntl::posix_fadvise(
+        &*f,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgkeep_base::compress::CompressType;
+    use pgkeep_base::io::{FilterSpec, sha1};
+    use pgkeep_storage::posix::PosixStorage;
+    use std::os::unix::fs::MetadataExt;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        repo: PosixStorage,
+        format: StoredFormat,
+    }
+
+    impl Fixture {
+        fn new(compress: CompressType, pass: Option<&str>) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+            std::fs::create_dir_all(dir.path().join("pg")).unwrap();
+            let repo = PosixStorage::new(dir.path().join("repo").to_str().unwrap());
+            Fixture {
+                dir,
+                repo,
+                format: StoredFormat {
+                    compress,
+                    cipher_pass: pass.map(str::to_string),
+                },
+            }
+        }
+
+        fn encode(&self, data: &[u8]) -> Vec<u8> {
+            let mut chain = Chain::new();
+            chain
+                .transform(FilterSpec::compress(self.format.compress))
+                .unwrap();
+            if let Some(pass) = &self.format.cipher_pass {
+                chain
+                    .transform(FilterSpec::Encrypt { pass: pass.clone() })
+                    .unwrap();
+            }
+            let mut out = Vec::new();
+            copy(&mut &data[..], chain, &mut out).unwrap();
+            out
+        }
+
+        fn pg(&self, name: &str) -> String {
+            self.dir.path().join("pg").join(name).display().to_string()
+        }
+
+        fn file(&self, name: &str, data: &[u8]) -> JobFile {
+            JobFile {
+                name: format!("pg_data/{name}"),
+                pg_file: self.pg(name),
+                expected: Expected {
+                    sha1: sha1(data),
+                    size: data.len() as u64,
+                },
+                timestamp: 1_700_000_000,
+                mode: 0o640,
+                owner: None,
+                zero: false,
+                offset: 0,
+                size_repo: None,
+            }
+        }
+
+        fn settings(&self, delta: bool, force: bool) -> JobSettings {
+            JobSettings {
+                format: self.format.clone(),
+                delta,
+                force,
+                copy_start: 1_800_000_000,
+            }
+        }
+
+        fn put(&self, path: &str, data: &[u8]) {
+            pgkeep_storage::put(&self.repo, path, data, Default::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn single_file_is_decoded_verified_and_stamped() {
+        let fx = Fixture::new(CompressType::Zst, Some("pass"));
+        let data: Vec<u8> = (0..500_000u32).map(|i| (i % 13) as u8).collect();
+        fx.put("f.zst", &fx.encode(&data));
+        let job = Job {
+            repo_path: "f.zst".into(),
+            bundle_id: 0,
+            files: vec![fx.file("f", &data)],
+        };
+        let counter = Counter::new(0);
+        let out = execute(&job, &fx.settings(false, false), &fx.repo, &counter).unwrap();
+        assert_eq!(out, vec![Outcome::Copy]);
+        assert_eq!(std::fs::read(fx.pg("f")).unwrap(), data);
+        let meta = std::fs::metadata(fx.pg("f")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        assert_eq!(meta.mtime(), 1_700_000_000);
+        assert_eq!(counter.load(Ordering::Relaxed), data.len() as u64);
+    }
+
+    #[test]
+    fn bundle_runs_zero_length_and_zeroed_files() {
+        let fx = Fixture::new(CompressType::Gz, None);
+        let a = b"aaaa".to_vec();
+        let b = vec![9u8; 70_000];
+        let c = b"cccccc".to_vec();
+        let (sa, sb, sc) = (fx.encode(&a), fx.encode(&b), fx.encode(&c));
+        let mut bundle = sa.clone();
+        bundle.extend_from_slice(&sb);
+        bundle.extend_from_slice(&sc);
+        fx.put("bundle/1", &bundle);
+        let mut files = Vec::new();
+        let mut offset = 0;
+        for (name, data, stored) in [("a", &a, &sa), ("b", &b, &sb), ("c", &c, &sc)] {
+            let mut f = fx.file(name, data);
+            f.offset = offset;
+            f.size_repo = Some(stored.len() as u64);
+            offset += stored.len() as u64;
+            files.push(f);
+        }
+        files[1].zero = true;
+        let mut empty = fx.file("empty", b"");
+        empty.mode = 0o600;
+        let job = Job {
+            repo_path: "bundle/1".into(),
+            bundle_id: 1,
+            files,
+        };
+        let counter = Counter::new(0);
+        let out = execute(&job, &fx.settings(false, false), &fx.repo, &counter).unwrap();
+        assert_eq!(out, vec![Outcome::Copy, Outcome::Zero, Outcome::Copy]);
+        assert_eq!(std::fs::read(fx.pg("a")).unwrap(), a);
+        assert_eq!(std::fs::read(fx.pg("b")).unwrap(), vec![0u8; 70_000]);
+        // sparse: no blocks allocated for the zeroed file
+        assert_eq!(std::fs::metadata(fx.pg("b")).unwrap().blocks(), 0);
+        assert_eq!(std::fs::read(fx.pg("c")).unwrap(), c);
+
+        let job = Job {
+            repo_path: "missing".into(),
+            bundle_id: 0,
+            files: vec![empty],
+        };
+        let out = execute(&job, &fx.settings(false, false), &fx.repo, &counter).unwrap();
+        assert_eq!(out, vec![Outcome::Zero]);
+        let meta = std::fs::metadata(fx.pg("empty")).unwrap();
+        assert_eq!((meta.len(), meta.mode() & 0o777), (0, 0o600));
+    }
+
+    #[test]
+    fn delta_keeps_matching_files_and_replaces_others() {
+        let fx = Fixture::new(CompressType::Lz4, None);
+        let data = b"content of the backup".to_vec();
+        fx.put("f.lz4", &fx.encode(&data));
+        let job = Job {
+            repo_path: "f.lz4".into(),
+            bundle_id: 0,
+            files: vec![fx.file("f", &data)],
+        };
+        let counter = Counter::new(0);
+        // same content, other time: kept, time put back
+        std::fs::write(fx.pg("f"), &data).unwrap();
+        let out = execute(&job, &fx.settings(true, false), &fx.repo, &counter).unwrap();
+        assert_eq!(out, vec![Outcome::Preserve]);
+        assert_eq!(
+            std::fs::metadata(fx.pg("f")).unwrap().mtime(),
+            1_700_000_000
+        );
+        // grown file: truncated, then kept
+        let mut grown = data.clone();
+        grown.extend_from_slice(b"appended later");
+        std::fs::write(fx.pg("f"), &grown).unwrap();
+        let out = execute(&job, &fx.settings(true, false), &fx.repo, &counter).unwrap();
+        assert_eq!(out, vec![Outcome::Preserve]);
+        assert_eq!(std::fs::read(fx.pg("f")).unwrap(), data);
+        // changed content: copied
+        std::fs::write(fx.pg("f"), b"content of the BACKUP").unwrap();
+        let out = execute(&job, &fx.settings(true, false), &fx.repo, &counter).unwrap();
+        assert_eq!(out, vec![Outcome::Copy]);
+        assert_eq!(std::fs::read(fx.pg("f")).unwrap(), data);
+        // force: same size and time is enough, even with other content
+        std::fs::write(fx.pg("f"), b"content of the BACKUP").unwrap();
+        set_mtime_path(&fx.pg("f"), 1_700_000_000).unwrap();
+        let out = execute(&job, &fx.settings(true, true), &fx.repo, &counter).unwrap();
+        assert_eq!(out, vec![Outcome::Preserve]);
+        // force with another time: copied
+        set_mtime_path(&fx.pg("f"), 1_700_000_001).unwrap();
+        let out = execute(&job, &fx.settings(true, true), &fx.repo, &counter).unwrap();
+        assert_eq!(out, vec![Outcome::Copy]);
+        assert_eq!(std::fs::read(fx.pg("f")).unwrap(), data);
+    }
+
+    #[test]
+    fn sync_files_syncs_all_and_names_a_missing_one() {
+        let fx = Fixture::new(CompressType::None, None);
+        let paths: Vec<String> = (0..20)
+            .map(|i| {
+                let p = fx.pg(&format!("s{i}"));
+                std::fs::write(&p, b"x").unwrap();
+                p
+            })
+            .collect();
+        sync_files(&paths, 4).unwrap();
+        sync_files(&[], 4).unwrap();
+        let mut with_missing = paths.clone();
+        with_missing.insert(5, fx.pg("missing"));
+        let err = sync_files(&with_missing, 3).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FileSync);
+        assert!(
+            err.message()
+                .starts_with(&format!("unable to sync file '{}': [2] ", fx.pg("missing"))),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn corrupt_stored_bytes_name_the_file_and_the_repository_file() {
+        let fx = Fixture::new(CompressType::None, None);
+        let data = b"original bytes".to_vec();
+        let mut stored = fx.encode(&data);
+        stored[0] ^= 0x20;
+        fx.put("f", &stored);
+        let job = Job {
+            repo_path: "f".into(),
+            bundle_id: 0,
+            files: vec![fx.file("f", &data)],
+        };
+        let err =
+            execute(&job, &fx.settings(false, false), &fx.repo, &Counter::new(0)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Checksum);
+        assert_eq!(
+            err.message(),
+            format!(
+                "error restoring '{}': actual checksum '{}' does not match expected checksum '{}'",
+                fx.pg("f"),
+                sha1(&stored).to_hex(),
+                sha1(&data).to_hex()
+            )
+        );
+        assert_eq!(err.hint(), Some("the repository file 'f' may be corrupt"));
+
+        let job = Job {
+            repo_path: "nowhere".into(),
+            bundle_id: 0,
+            files: vec![fx.file("g", &data)],
+        };
+        let err =
+            execute(&job, &fx.settings(false, false), &fx.repo, &Counter::new(0)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FileMissing);
+        assert!(
+            err.message()
+                .starts_with(&format!("error restoring '{}': ", fx.pg("g")))
+        );
+    }
+}

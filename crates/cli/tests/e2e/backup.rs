@@ -1,0 +1,619 @@
+//! `backup` against real clusters (data checksums on, a tablespace, symlinks in PGDATA, rows
+//! written while the backup runs), proven with the real pgBackRest 2.45: `info` lists the chain,
+//! `verify` finds nothing wrong, and `restore` of every backup gives a cluster that starts,
+//! replays the archive through `archive-get`, and holds the same rows.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pgkeep_testkit::{PgCluster, free_port, give_to_pg_user, run_as_owner};
+
+use crate::common::{PGKEEP, Site};
+
+const PGBACKREST: &str = "pgbackrest";
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A site whose archive_command is `tool`, with a stanza, a tablespace holding table `t`, a
+/// symlinked file and a symlinked directory in PGDATA.
+fn site(tool: &str, extra_conf: &str) -> Site {
+    let site = Site::new(Some(tool));
+    let spool = site.dir.subdir("spool").expect("spool dir");
+    site.write_conf(&format!("spool-path={}\n{extra_conf}", spool.display()));
+    site.ok(PGKEEP, &["--stanza=demo", "stanza-create"]);
+    let ts = site.dir.subdir("ts1").expect("tablespace dir");
+    let ext = site.dir.subdir("ext/dir").expect("ext dir");
+    std::fs::write(ext.join("inside.txt"), b"linked directory content\n").unwrap();
+    std::fs::write(site.dir.path().join("ext/extra.conf"), b"# linked file\n").unwrap();
+    let data = site.cluster.data_dir();
+    std::os::unix::fs::symlink(
+        site.dir.path().join("ext/extra.conf"),
+        data.join("extra.conf"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&ext, data.join("extdir")).unwrap();
+    give_to_pg_user(site.dir.path()).unwrap();
+    let c = &site.cluster;
+    c.psql(&format!(
+        "create tablespace ts1 location '{}'",
+        ts.display()
+    ))
+    .unwrap();
+    c.psql("create table t (i int, s text) tablespace ts1")
+        .unwrap();
+    c.psql("insert into t select i, md5(i::text) from generate_series(1, 20000) i")
+        .unwrap();
+    c.psql("create table w (i int, s text)").unwrap();
+    c.psql("create unlogged table scratch (i int)").unwrap();
+    c.psql("insert into scratch select generate_series(1, 1000)")
+        .unwrap();
+    site
+}
+
+/// Rows inserted into `w` by a background connection until dropped.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Writer {
+    fn start(cluster: &PgCluster) -> Writer {
+        let mut client = cluster.connect().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let mut batches = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                client
+                    .batch_execute(
+                        "insert into w select i, md5(random()::text) from generate_series(1, 500) i; update t set s = md5(s) where i % 997 = 0",
+                    )
+                    .unwrap();
+                batches += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            batches
+        });
+        Writer {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().map(|h| h.join().unwrap()).unwrap_or(0)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a cluster must hold: counts and sums of both tables.
+const CONTENT_SQL: &str = "select (select count(*) || '/' || sum(i) || '/' || md5(string_agg(s, ',' order by i, s)) from t) || ' ' || (select count(*) || '/' || sum(i) || '/' || md5(string_agg(s, ',' order by i, s)) from w)";
+
+/// Switch WAL and wait until the closed segment is archived, so a restore replays everything.
+fn archive_all(cluster: &PgCluster) {
+    // a record in the current segment, so the switch closes it (an empty one is not switched)
+    cluster
+        .psql("select pg_create_restore_point('pgkeep test')")
+        .unwrap();
+    let segment = cluster
+        .psql("select pg_walfile_name(pg_switch_wal())")
+        .unwrap();
+    let begin = Instant::now();
+    loop {
+        let last = cluster
+            .psql("select coalesce(last_archived_wal, '') from pg_stat_archiver")
+            .unwrap();
+        if last >= segment {
+            return;
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(60),
+            "{segment} not archived\n{}",
+            cluster.log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Labels of the backups in backup.info according to `pgbackrest info --output=json`.
+fn pgbackrest_labels(site: &Site) -> Vec<(String, String)> {
+    let out = site.ok(PGBACKREST, &["--stanza=demo", "--output=json", "info"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    json[0]["backup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["label"].as_str().unwrap().to_string(),
+                b["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `pgbackrest verify` output; 2.45 exits 0 even when it finds damage and reports it as a
+/// `status: error` block at info level, so the text is what counts.
+fn verify_output(site: &Site) -> String {
+    let out = site.run(
+        PGBACKREST,
+        &["--stanza=demo", "--log-level-console=detail", "verify"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "verify failed: {stdout}\n{stderr}");
+    format!("{stdout}{stderr}")
+}
+
+/// `pgbackrest verify` must find nothing wrong.
+fn verify(site: &Site) {
+    let out = verify_output(site);
+    assert!(
+        !out.contains("status: error")
+            && !out.contains("invalid")
+            && !out.contains("WARN")
+            && !out.contains("ERROR"),
+        "verify found problems:\n{out}"
+    );
+}
+
+fn backup(site: &Site, args: &[&str]) -> (String, String) {
+    let mut all = vec!["--stanza=demo", "--log-level-console=detail"];
+    all.extend_from_slice(args);
+    all.push("backup");
+    let out = site.run(PGKEEP, &all);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "backup {args:?} failed ({:?})\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    (stdout, stderr)
+}
+
+/// The label logged by a successful backup.
+fn new_label(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.split("new backup label = ").nth(1))
+        .unwrap_or_else(|| panic!("no label in output:\n{stdout}"))
+        .trim()
+        .to_string()
+}
+
+/// Restore `label` with the real pgBackRest into a new directory, start it on a fresh port, let
+/// it replay the archive, and return its content.
+fn restore(site: &Site, label: &str, n: usize) -> String {
+    let base = site.dir.subdir(&format!("restore{n}")).unwrap();
+    let data = base.join("data");
+    let ts = base.join("ts");
+    for dir in [&data, &ts] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    give_to_pg_user(&base).unwrap();
+    site.ok(
+        PGBACKREST,
+        &[
+            "--stanza=demo",
+            &format!("--pg1-path={}", data.display()),
+            &format!("--set={label}"),
+            &format!("--tablespace-map-all={}", ts.display()),
+            "--archive-mode=off",
+            "--log-level-console=warn",
+            "restore",
+        ],
+    );
+    let port = free_port().unwrap();
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .unwrap();
+    std::io::Write::write_all(&mut conf, format!("\nport = {port}\n").as_bytes()).unwrap();
+    let cluster = Started {
+        bin: site.cluster.bin_dir().to_path_buf(),
+        data: data.clone(),
+        socket: site.cluster.socket_dir().to_path_buf(),
+        port,
+    };
+    cluster.pg_ctl(&["start", "-w", "-t", "120", "-l"], Some(&base.join("log")));
+    let begin = Instant::now();
+    while cluster.sql("select pg_is_in_recovery()") != "f" {
+        assert!(
+            begin.elapsed() < Duration::from_secs(120),
+            "restored cluster of {label} still in recovery\n{}",
+            std::fs::read_to_string(base.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(cluster.sql("select count(*) from scratch"), "0");
+    assert_eq!(
+        cluster.sql("select pg_read_file('extra.conf')"),
+        "# linked file"
+    );
+    cluster.sql(CONTENT_SQL)
+}
+
+/// A restored cluster, stopped on drop.
+struct Started {
+    bin: PathBuf,
+    data: PathBuf,
+    socket: PathBuf,
+    port: u16,
+}
+
+impl Started {
+    fn pg_ctl(&self, args: &[&str], log: Option<&Path>) {
+        let mut cmd = Command::new(self.bin.join("pg_ctl"));
+        cmd.args(args);
+        if let Some(log) = log {
+            cmd.arg(log);
+        }
+        cmd.arg("-D").arg(&self.data);
+        let out = run_as_owner(&cmd).unwrap();
+        assert!(out.status.success(), "pg_ctl {args:?}: {:?}", text(&out));
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-X", "-At", "-U", "postgres", "-h"])
+            .arg(&self.socket)
+            .args(["-p", &self.port.to_string(), "-c", sql]);
+        let out = run_as_owner(&cmd).unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let mut cmd = Command::new(self.bin.join("pg_ctl"));
+        cmd.args(["stop", "-w", "-m", "immediate", "-D"])
+            .arg(&self.data);
+        let _ = run_as_owner(&cmd);
+    }
+}
+
+fn manifest_of(site: &Site, label: &str) -> String {
+    std::fs::read_to_string(
+        site.repo()
+            .join(format!("backup/demo/{label}/backup.manifest")),
+    )
+    .unwrap()
+}
+
+#[test]
+fn full_incr_diff_under_load_restore_with_pgbackrest() {
+    let site = site(PGBACKREST, "");
+    let writer = Writer::start(&site.cluster);
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, _) = backup(&site, &["--type=full", "--annotation=source=e2e"]);
+    let full = new_label(&out);
+    assert!(out.contains("check archive for prior segment"), "{out}");
+    assert!(manifest_of(&site, &full).contains("annotation={\"source\":\"e2e\"}"));
+    assert!(out.contains("backup file "), "{out}");
+    let (out, _) = backup(&site, &["--type=incr"]);
+    let incr = new_label(&out);
+    assert!(out.contains("reference pg_data/"), "{out}");
+    let (out, _) = backup(&site, &["--type=diff", "--process-max=2"]);
+    let diff = new_label(&out);
+    let batches = writer.finish();
+    assert!(batches > 0);
+    archive_all(&site.cluster);
+
+    assert_eq!(
+        pgbackrest_labels(&site),
+        [
+            (full.clone(), "full".to_string()),
+            (incr.clone(), "incr".to_string()),
+            (diff.clone(), "diff".to_string()),
+        ]
+    );
+    assert!(incr.starts_with(&full[..16]) && incr.ends_with('I'));
+    assert!(diff.ends_with('D'));
+    let m = manifest_of(&site, &diff);
+    assert!(m.contains(&format!("backup-prior=\"{full}\"")), "{m}");
+    assert!(m.contains(&format!("backup-reference=\"{full},{diff}\"")));
+    assert!(m.contains("\"tablespace-name\":\"ts1\""));
+    assert!(m.contains("pg_data/extra.conf={\"destination\""));
+    assert!(m.contains("pg_data/extdir/inside.txt="));
+    assert!(m.contains("pg_data/backup_label={"));
+    assert!(!m.contains("postmaster.pid"));
+    verify(&site);
+
+    let expected = site.cluster.psql(CONTENT_SQL).unwrap();
+    for (n, label) in [&full, &incr, &diff].into_iter().enumerate() {
+        assert_eq!(restore(&site, label, n), expected, "restore of {label}");
+    }
+}
+
+#[test]
+fn encrypted_bundled_zst_repo_with_pgkeep_archive_push() {
+    let site = site(
+        PGKEEP,
+        "repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=SecretPass123\nrepo1-bundle=y\nrepo1-bundle-limit=64KiB\nrepo1-bundle-size=1MiB\ncompress-type=zst\nprocess-max=2\n",
+    );
+    let writer = Writer::start(&site.cluster);
+    let (out, _) = backup(&site, &["--type=full"]);
+    let full = new_label(&out);
+    assert!(out.contains("store zero-length file"), "{out}");
+    let (out, _) = backup(&site, &["--type=incr"]);
+    let incr = new_label(&out);
+    writer.finish();
+    archive_all(&site.cluster);
+    let tree = site.repo().join(format!("backup/demo/{full}/bundle"));
+    assert!(tree.join("1").exists(), "no bundle in {}", tree.display());
+    // the manifest is encrypted
+    let raw = std::fs::read(
+        site.repo()
+            .join(format!("backup/demo/{incr}/backup.manifest")),
+    )
+    .unwrap();
+    assert!(raw.starts_with(b"Salted__"));
+    assert_eq!(
+        pgbackrest_labels(&site)
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect::<Vec<_>>(),
+        [full.clone(), incr.clone()]
+    );
+    verify(&site);
+    let expected = site.cluster.psql(CONTENT_SQL).unwrap();
+    assert_eq!(restore(&site, &incr, 0), expected);
+}
+
+#[test]
+fn lz4_delta_and_archive_copy() {
+    let site = site(PGBACKREST, "compress-type=lz4\n");
+    let (out, _) = backup(&site, &["--type=full", "--archive-copy"]);
+    let full = new_label(&out);
+    let m = manifest_of(&site, &full);
+    assert!(m.contains("option-archive-copy=true"));
+    assert!(
+        m.contains("pg_data/pg_wal/0000000"),
+        "archive-copy WAL missing"
+    );
+    site.cluster
+        .psql("insert into t select i, 'x' from generate_series(1, 10) i")
+        .unwrap();
+    let (out, _) = backup(&site, &["--type=incr", "--delta", "--repo1-hardlink"]);
+    let incr = new_label(&out);
+    assert!(out.contains("match file from prior backup"), "{out}");
+    assert!(out.contains("hardlink pg_data/"), "{out}");
+    let m = manifest_of(&site, &incr);
+    assert!(m.contains("option-delta=true") && m.contains("option-hardlink=true"));
+    // every referenced file is also reachable through the incr's own directory
+    let version = site
+        .repo()
+        .join(format!("backup/demo/{incr}/pg_data/PG_VERSION.lz4"));
+    assert!(version.exists(), "no hard link {}", version.display());
+    // pgbackrest can add to a chain pgkeep started
+    site.ok(PGBACKREST, &["--stanza=demo", "--type=incr", "backup"]);
+    let labels = pgbackrest_labels(&site);
+    assert_eq!(labels.len(), 3);
+    verify(&site);
+    // negative control: verify does read pgkeep's files
+    let stored = site
+        .repo()
+        .join(format!("backup/demo/{full}/pg_data/global/pg_control.lz4"));
+    let good = std::fs::read(&stored).unwrap();
+    let mut bad = good.clone();
+    bad[20] ^= 0xFF;
+    std::fs::write(&stored, &bad).unwrap();
+    let out = verify_output(&site);
+    assert!(
+        out.contains("status: error") && out.contains("pg_control.lz4"),
+        "{out}"
+    );
+    std::fs::write(&stored, &good).unwrap();
+    verify(&site);
+    archive_all(&site.cluster);
+    let expected = site.cluster.psql(CONTENT_SQL).unwrap();
+    assert_eq!(restore(&site, &incr, 0), expected);
+}
+
+#[test]
+fn corrupt_page_is_a_warning_recorded_like_pgbackrest() {
+    let site = site(PGBACKREST, "compress-type=none\n");
+    let c = &site.cluster;
+    c.psql("create table bad (i int, s text)").unwrap();
+    c.psql("insert into bad select i, repeat('x', 100) from generate_series(1, 300) i")
+        .unwrap();
+    let rel = c.psql("select pg_relation_filepath('bad')").unwrap();
+    c.psql("checkpoint").unwrap();
+    let path = c.data_dir().join(&rel);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() >= 3 * 8192, "table too small");
+    // garbage in the tuple area of page 1; the page header stays plausible
+    for b in &mut bytes[8192 + 4000..8192 + 4100] {
+        *b = 0x5A;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (_, stderr) = backup(&site, &["--type=full"]);
+    let shown = format!("{}", path.display());
+    assert!(
+        stderr.contains(&format!(
+            "WARN: invalid page checksum found in file {shown} at page 1"
+        )),
+        "{stderr}"
+    );
+    let label = pgbackrest_labels(&site)[0].0.clone();
+    let m = manifest_of(&site, &label);
+    let line = m
+        .lines()
+        .find(|l| l.starts_with(&format!("pg_data/{rel}=")))
+        .unwrap();
+    assert!(
+        line.contains("\"checksum-page\":false,\"checksum-page-error\":[1]"),
+        "{line}"
+    );
+    let info = std::fs::read_to_string(site.repo().join("backup/demo/backup.info")).unwrap();
+    assert!(info.contains("\"backup-error\":true"), "{info}");
+    let theirs = site.ok(
+        PGBACKREST,
+        &["--stanza=demo", &format!("--set={label}"), "info"],
+    );
+    let ours = site.ok(
+        PGKEEP,
+        &["--stanza=demo", &format!("--set={label}"), "info"],
+    );
+    assert!(theirs.contains("error list: "), "{theirs}");
+    assert_eq!(ours, theirs);
+    verify(&site);
+}
+
+#[test]
+fn killed_backup_resumes_and_is_never_listed() {
+    let site = site(PGBACKREST, "compress-type=gz\ncompress-level=9\n");
+    site.cluster
+        .psql("insert into t select i, repeat(md5(i::text), 8) from generate_series(1, 400000) i")
+        .unwrap();
+    let first = site.run(PGKEEP, &["--stanza=demo", "--type=full", "backup"]);
+    assert!(first.status.success(), "{:?}", text(&first));
+    // a second full, killed part way through the copy (saving the manifest every 1% of the copy)
+    let mut cmd = Command::new(PGKEEP);
+    cmd.arg(format!("--config={}", site.conf.display())).args([
+        "--stanza=demo",
+        "--type=full",
+        "--manifest-save-threshold=1",
+        "backup",
+    ]);
+    let mut child = pgkeep_testkit::as_owner(&cmd).unwrap().spawn().unwrap();
+    let backup_dir = site.repo().join("backup/demo");
+    let begin = Instant::now();
+    let killed_label = loop {
+        let partial = std::fs::read_dir(&backup_dir)
+            .unwrap()
+            .flatten()
+            .find_map(|e| {
+                let p = e.path();
+                let has_copy = p.join("backup.manifest.copy").exists();
+                let copied = p.join("pg_data/base").exists()
+                    && std::fs::read_dir(p.join("pg_data/base/5"))
+                        .map(|d| d.count() > 20)
+                        .unwrap_or(false);
+                (has_copy && copied && !p.join("backup.manifest").exists())
+                    .then(|| e.file_name().to_string_lossy().into_owned())
+            });
+        if let Some(label) = partial {
+            break label;
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(60) && child.try_wait().unwrap().is_none(),
+            "backup ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // the child is `runuser`; kill pgkeep itself, whose pid is in its lock file
+    let lock = std::fs::read_to_string(site.dir.path().join("lock/demo-backup.lock")).unwrap();
+    let lock: serde_json::Value = serde_json::from_str(lock.trim()).unwrap();
+    let pid = i32::try_from(lock["pid"].as_i64().unwrap()).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    assert_eq!(pgbackrest_labels(&site).len(), 1, "aborted backup listed");
+    let (out, stderr) = backup(&site, &["--type=full"]);
+    assert!(
+        stderr.contains(&format!(
+            "resumable backup {killed_label} of same type exists"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(new_label(&out), killed_label);
+    assert!(out.contains("checksum resumed file"), "{out}");
+    assert_eq!(pgbackrest_labels(&site).len(), 2);
+    verify(&site);
+}
+
+#[test]
+fn bad_input_fails_with_one_line_and_lists_nothing() {
+    let site = Site::new(None);
+    site.ok(PGKEEP, &["--stanza=demo", "stanza-create"]);
+    let one_error = |stderr: &str, code: &str| {
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(
+            errors[0].starts_with(&format!("ERROR: [{code}]: ")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    let err = site.fails(PGKEEP, &["--stanza=demo", "--type=full", "backup"], 87);
+    one_error(&err, "087");
+    assert!(err.contains("archive_mode must be enabled"), "{err}");
+    let err = site.fails(PGKEEP, &["--stanza=demo", "--type=weekly", "backup"], 32);
+    one_error(&err, "032");
+    let err = site.fails(
+        PGKEEP,
+        &["--stanza=demo", "--set=20260101-000000F", "backup"],
+        31,
+    );
+    one_error(&err, "031");
+
+    // without archive checks a backup works; an unwritable backup directory fails cleanly
+    site.ok(
+        PGKEEP,
+        &[
+            "--stanza=demo",
+            "--type=full",
+            "--no-archive-check",
+            "backup",
+        ],
+    );
+    let backup_dir = site.repo().join("backup/demo");
+    let mode = |m: u32| {
+        std::fs::set_permissions(&backup_dir, std::os::unix::fs::PermissionsExt::from_mode(m))
+            .unwrap();
+    };
+    mode(0o500);
+    let out = site.run(
+        PGKEEP,
+        &[
+            "--stanza=demo",
+            "--type=full",
+            "--no-archive-check",
+            "backup",
+        ],
+    );
+    mode(0o750);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    one_error(&stderr, "047");
+    assert_eq!(pgbackrest_labels(&site).len(), 1);
+
+    let mut site = site;
+    site.cluster.stop().unwrap();
+    let err = site.fails(
+        PGKEEP,
+        &[
+            "--stanza=demo",
+            "--type=full",
+            "--no-archive-check",
+            "backup",
+        ],
+        56,
+    );
+    assert!(err.contains("unable to find primary cluster"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("ERROR")).count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(pgbackrest_labels(&site).len(), 1);
+}

@@ -1,0 +1,692 @@
+//! Building a backup's manifest from a data directory, and deriving a diff/incr from its prior
+//! (pgBackRest `manifestNewBuild()`, `manifestBuildValidate()`, `manifestBuildIncr()` and
+//! `manifestValidate()` in `src/info/manifest.c`).
+//!
+//! Contract:
+//! - [`build`] walks PGDATA (and every link and tablespace reached from it) through a `Storage`
+//!   rooted at `/`, in byte order, and fills the targets, paths, links and files of a manifest.
+//!   Exclusions are those of [`pgkeep_pg::datadir`] plus the user's `exclude` list (`x/` = only
+//!   the contents of `x`); unlogged relations keep only their `_init` fork. Files get the size,
+//!   mtime, mode and owner seen now, no checksum (except zero-length files, whose checksum is
+//!   known), and `checksum-page` = true when their pages will be validated.
+//! - Link rules are pgBackRest's and fail with `LinkDestination`/`LinkExpected`: no link to a
+//!   link, no destination inside PGDATA, no two links to the same directory or file, no directory
+//!   link inside another's destination, nothing but links in `pg_tblspc`.
+//! - What pgBackRest logs while building comes back as [`Note`]s for the caller to log.
+//! - [`validate_build`] records the delta option and the copy start (+1 s when online), and
+//!   forces delta when a file's mtime is later than the copy start. [`build_incr`] turns a full
+//!   manifest into a diff/incr of `prior`: references are always flattened to the backup that
+//!   stores the bytes, delta is forced on the conditions pgBackRest checks, and the files that
+//!   need no copy are returned.
+//! - [`validate_final`] is the strict check made before the final save.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pgkeep_base::{Error, ErrorKind, Result};
+use pgkeep_pg::datadir::{self, DataDir};
+use pgkeep_storage::{FileType, InfoLevel, Storage, StorageInfo};
+
+use super::{
+    EMPTY_SHA1, Manifest, ManifestFile, ManifestLink, ManifestPath, ManifestTarget, TARGET_PGDATA,
+    TARGET_PGTBLSPC, TargetType,
+};
+use crate::layout::BackupType;
+
+/// Something worth telling the user while building.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// Logged at info level.
+    Info(String),
+    /// Logged as a warning.
+    Warn(String),
+}
+
+/// What [`build`] needs to know.
+#[derive(Debug, Clone)]
+pub struct BuildOptions<'a> {
+    /// PGDATA as configured (`pg1-path`), absolute, without a trailing `/`.
+    pub pg_path: &'a str,
+    /// The cluster's data directory rules.
+    pub datadir: &'a DataDir,
+    /// Online backup: WAL and `archive_status` contents are excluded.
+    pub online: bool,
+    /// Page checksums are validated (files of database directories get `checksum-page`).
+    pub checksum_page: bool,
+    /// The user's `exclude` option, relative to PGDATA.
+    pub exclude: &'a [String],
+    /// `(oid, name)` of every tablespace when online; `None` offline (names become `ts<oid>`).
+    pub tablespaces: Option<&'a [(u32, String)]>,
+}
+
+/// `pg_data/<rel>` or, for tablespaces, `pg_tblspc/...` -> the path relative to PGDATA.
+#[must_use]
+pub fn pg_relative(manifest_name: &str) -> &str {
+    manifest_name
+        .strip_prefix(TARGET_PGDATA)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(manifest_name)
+}
+
+/// The manifest name of a file relative to PGDATA (inverse of [`pg_relative`]).
+#[must_use]
+pub fn manifest_name(rel: &str) -> String {
+    if rel == TARGET_PGTBLSPC || rel.starts_with("pg_tblspc/") {
+        rel.to_string()
+    } else {
+        format!("{TARGET_PGDATA}/{rel}")
+    }
+}
+
+struct Walk<'a, 'o> {
+    storage: &'a dyn Storage,
+    opts: &'a BuildOptions<'o>,
+    manifest: &'a mut Manifest,
+    notes: Vec<Note>,
+    exclude_single: BTreeSet<String>,
+    exclude_content: BTreeSet<String>,
+    /// (destination dir with trailing `/`, file name for file links, link name for messages)
+    links: Vec<(String, Option<String>, String)>,
+}
+
+/// Build the targets, paths, links and files of `manifest` from PGDATA. `storage` must be rooted
+/// at `/` (link destinations may be anywhere).
+///
+/// # Errors
+/// Storage errors; `LinkDestination`, `LinkExpected` for links pgBackRest refuses; `Assert` when
+/// a tablespace link has no row in the tablespace list (created or dropped during the backup).
+pub fn build(
+    storage: &dyn Storage,
+    manifest: &mut Manifest,
+    opts: &BuildOptions<'_>,
+) -> Result<Vec<Note>> {
+    let mut exclude_single = BTreeSet::new();
+    let mut exclude_content = BTreeSet::new();
+    for exclude in opts.exclude {
+        let name = format!("{TARGET_PGDATA}/{exclude}");
+        match name.strip_suffix('/') {
+            Some(dir) => exclude_content.insert(dir.to_string()),
+            None => exclude_single.insert(name),
+        };
+    }
+    let root = storage
+        .info(opts.pg_path, InfoLevel::Detail, true)?
+        .ok_or_else(|| missing(opts.pg_path))?;
+    manifest.paths.insert(
+        TARGET_PGDATA.to_string(),
+        ManifestPath {
+            mode: root.mode,
+            user: root.user.clone(),
+            group: root.group.clone(),
+            extra: BTreeMap::new(),
+        },
+    );
+    manifest.targets.insert(
+        TARGET_PGDATA.to_string(),
+        ManifestTarget {
+            target_type: TargetType::Path,
+            path: opts.pg_path.to_string(),
+            file: None,
+            tablespace_id: None,
+            tablespace_name: None,
+            extra: BTreeMap::new(),
+        },
+    );
+    let mut walk = Walk {
+        storage,
+        opts,
+        manifest,
+        notes: Vec::new(),
+        exclude_single,
+        exclude_content,
+        links: Vec::new(),
+    };
+    let entries = sorted_list(storage, opts.pg_path)?.ok_or_else(|| missing(opts.pg_path))?;
+    for entry in &entries {
+        walk.info(TARGET_PGDATA, opts.pg_path, false, entry)?;
+    }
+    let notes = walk.notes;
+    remove_unlogged(manifest, opts.datadir);
+    Ok(notes)
+}
+
+fn missing(path: &str) -> Error {
+    Error::new(
+        ErrorKind::PathMissing,
+        format!("unable to list file info for missing path '{path}'"),
+    )
+}
+
+fn sorted_list(storage: &dyn Storage, path: &str) -> Result<Option<Vec<StorageInfo>>> {
+    Ok(storage.list(path, InfoLevel::Detail)?.map(|mut list| {
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }))
+}
+
+/// `path` made absolute against `base` with `.` and `..` resolved (pgBackRest `strPathAbsolute`).
+fn path_absolute(path: &str, base: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{base}/{path}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn dir_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) => "/",
+        Some(i) => path.get(..i).unwrap_or_default(),
+        None => "",
+    }
+}
+
+fn base_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+impl Walk<'_, '_> {
+    fn info(
+        &mut self,
+        parent: &str,
+        pg_path: &str,
+        db_path: bool,
+        info: &StorageInfo,
+    ) -> Result<()> {
+        if datadir::is_pgsql_tmp(&info.name) {
+            return Ok(());
+        }
+        let name = format!("{parent}/{}", info.name);
+        if self.exclude_single.contains(&name) {
+            self.notes.push(Note::Info(format!(
+                "exclude '{pg_path}/{}' from backup using '{}' exclusion",
+                info.name,
+                pg_relative(&name)
+            )));
+            return Ok(());
+        }
+        let in_tblspc_dir = parent == format!("{TARGET_PGDATA}/{TARGET_PGTBLSPC}");
+        match info.file_type {
+            FileType::Path => self.path(parent, pg_path, &name, info, in_tblspc_dir),
+            FileType::File => self.file(parent, db_path, &name, info, in_tblspc_dir),
+            FileType::Link => self.link(parent, pg_path, db_path, &name, info, in_tblspc_dir),
+            FileType::Special => {
+                self.notes.push(Note::Warn(format!(
+                    "exclude special file '{pg_path}/{}' from backup",
+                    info.name
+                )));
+                Ok(())
+            }
+        }
+    }
+
+    fn path(
+        &mut self,
+        parent: &str,
+        pg_path: &str,
+        name: &str,
+        info: &StorageInfo,
+        in_tblspc_dir: bool,
+    ) -> Result<()> {
+        if in_tblspc_dir {
+            return Err(not_a_link(name));
+        }
+        self.manifest.paths.insert(
+            name.to_string(),
+            ManifestPath {
+                mode: info.mode,
+                user: info.user.clone(),
+                group: info.group.clone(),
+                extra: BTreeMap::new(),
+            },
+        );
+        if self.exclude_content.contains(name) {
+            self.notes.push(Note::Info(format!(
+                "exclude contents of '{pg_path}/{}' from backup using '{}/' exclusion",
+                info.name,
+                pg_relative(name)
+            )));
+            return Ok(());
+        }
+        let dd = self.opts.datadir;
+        if parent == TARGET_PGDATA && dd.root_dir_contents_excluded(&info.name) {
+            return Ok(());
+        }
+        let rel = pg_relative(name);
+        if dd.wal_status_dir(rel, self.opts.online) {
+            return Ok(());
+        }
+        let sub_path = format!("{pg_path}/{}", info.name);
+        let db_path = dd.is_database_path(rel);
+        // a directory removed since it was listed (temp dirs come and go) is just skipped
+        let Some(entries) = sorted_list(self.storage, &sub_path)? else {
+            return Ok(());
+        };
+        for entry in &entries {
+            self.info(name, &sub_path, db_path, entry)?;
+        }
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        parent: &str,
+        db_path: bool,
+        name: &str,
+        info: &StorageInfo,
+        in_tblspc_dir: bool,
+    ) -> Result<()> {
+        if in_tblspc_dir {
+            return Err(not_a_link(name));
+        }
+        let dd = self.opts.datadir;
+        if db_path && datadir::is_pg_internal_init(&info.name) {
+            return Ok(());
+        }
+        if parent == TARGET_PGDATA && dd.root_file_excluded(&info.name) {
+            return Ok(());
+        }
+        if dd.wal_file_excluded(pg_relative(parent), self.opts.online) {
+            return Ok(());
+        }
+        if db_path && datadir::is_temp_relation(&info.name) {
+            return Ok(());
+        }
+        let mut file = ManifestFile::new(
+            info.size,
+            info.mtime,
+            info.mode,
+            info.user.clone(),
+            info.group.clone(),
+        );
+        if db_path && self.opts.checksum_page && dd.checksum_page_file(pg_relative(name)) {
+            file.checksum_page = Some(true);
+        }
+        self.manifest.files.insert(name.to_string(), file);
+        Ok(())
+    }
+
+    fn link(
+        &mut self,
+        parent: &str,
+        pg_path: &str,
+        db_path: bool,
+        name: &str,
+        info: &StorageInfo,
+        in_tblspc_dir: bool,
+    ) -> Result<()> {
+        let destination = info.link_destination.clone().unwrap_or_default();
+        let absolute = path_absolute(&destination, pg_path);
+        if let Some(linked) = self.storage.info(&absolute, InfoLevel::Exists, false)?
+            && linked.file_type == FileType::Link
+        {
+            return Err(Error::new(
+                ErrorKind::LinkDestination,
+                format!(
+                    "link '{pg_path}/{}' cannot reference another link '{absolute}'",
+                    info.name
+                ),
+            ));
+        }
+        self.manifest.links.insert(
+            name.to_string(),
+            ManifestLink {
+                destination: destination.clone(),
+                user: info.user.clone(),
+                group: info.group.clone(),
+                extra: BTreeMap::new(),
+            },
+        );
+        let mut target = ManifestTarget {
+            target_type: TargetType::Link,
+            path: destination.clone(),
+            file: None,
+            tablespace_id: None,
+            tablespace_name: None,
+            extra: BTreeMap::new(),
+        };
+        let mut target_name = name.to_string();
+        let mut parent = parent.to_string();
+        let mut pg_path = pg_path.to_string();
+        let mut link_name = info.name.clone();
+        if in_tblspc_dir {
+            target_name = pg_relative(name).to_string();
+            let oid: u32 = info.name.parse().map_err(|_| {
+                Error::new(
+                    ErrorKind::LinkDestination,
+                    format!("tablespace link '{name}' is not named by an oid"),
+                )
+            })?;
+            target.tablespace_id = Some(oid);
+            if let Some(list) = self.opts.tablespaces {
+                let found = list
+                    .iter()
+                    .find(|(id, _)| *id == oid)
+                    .map(|(_, n)| n.clone());
+                target.tablespace_name = Some(found.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Assert,
+                        format!("tablespace with oid {oid} not found in tablespace map"),
+                    )
+                    .with_hint("was a tablespace created or dropped during the backup?")
+                })?);
+            } else {
+                target.tablespace_name = Some(format!("ts{oid}"));
+            }
+            // the synthetic pg_tblspc paths of the manifest format (ignored by restore)
+            if !self.manifest.paths.contains_key(TARGET_PGTBLSPC) {
+                let base = self.path_entry(TARGET_PGDATA)?;
+                self.manifest
+                    .paths
+                    .insert(TARGET_PGTBLSPC.to_string(), base);
+            }
+            let tblspc = self.path_entry(&format!("{TARGET_PGDATA}/{TARGET_PGTBLSPC}"))?;
+            self.manifest.paths.insert(target_name.clone(), tblspc);
+            parent.clone_from(&target_name);
+            pg_path = format!("{pg_path}/{}", info.name);
+            link_name = self.opts.datadir.tablespace_id().to_string();
+        }
+        let link_pg_path = format!("{pg_path}/{link_name}");
+        let linked = self.storage.info(&link_pg_path, InfoLevel::Detail, true)?;
+        if let Some(linked) = &linked
+            && linked.file_type != FileType::Path
+        {
+            if target.tablespace_id.is_some() {
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    format!("tablespace link '{name}' links to a file"),
+                ));
+            }
+            target.path = dir_of(&destination).to_string();
+            target.file = Some(base_of(&destination).to_string());
+        }
+        self.check_link(&target_name, &target, &absolute)?;
+        self.manifest.targets.insert(target_name, target);
+        let Some(mut linked) = linked else {
+            return Err(Error::new(
+                ErrorKind::FileOpen,
+                format!("unable to get info for missing path/file '{link_pg_path}'"),
+            ));
+        };
+        linked.name = link_name;
+        self.info(&parent, &pg_path, db_path, &linked)
+    }
+
+    /// The attributes of an already listed path, for the synthetic tablespace entries.
+    fn path_entry(&self, name: &str) -> Result<ManifestPath> {
+        self.manifest.paths.get(name).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Assert,
+                format!("unable to find '{name}' in manifest path list"),
+            )
+        })
+    }
+
+    /// pgBackRest `manifestLinkCheckOne()`: destination outside PGDATA, no overlaps.
+    fn check_link(&mut self, name: &str, target: &ManifestTarget, absolute: &str) -> Result<()> {
+        let shown = pg_relative(name).to_string();
+        let dir = match &target.file {
+            Some(_) => format!("{}/", dir_of(absolute)),
+            None => format!("{}/", absolute.trim_end_matches('/')),
+        };
+        let base = format!("{}/", self.opts.pg_path.trim_end_matches('/'));
+        let shown_path = dir.trim_end_matches('/').to_string();
+        if dir.starts_with(&base) {
+            return Err(Error::new(
+                ErrorKind::LinkDestination,
+                format!("link '{shown}' destination '{shown_path}' is in PGDATA"),
+            ));
+        }
+        for (other_dir, other_file, other_name) in &self.links {
+            if *other_dir == dir {
+                match (&target.file, other_file) {
+                    (Some(a), Some(b)) if a == b => {
+                        return Err(Error::new(
+                            ErrorKind::LinkDestination,
+                            format!(
+                                "link '{shown}' ({shown_path}/{a}) destination is the same file as link '{other_name}' ({shown_path}/{b})"
+                            ),
+                        ));
+                    }
+                    (Some(_), Some(_)) => {}
+                    _ => {
+                        return Err(Error::new(
+                            ErrorKind::LinkDestination,
+                            format!(
+                                "link '{shown}' ({shown_path}) destination is the same directory as link '{other_name}' ({})",
+                                other_dir.trim_end_matches('/')
+                            ),
+                        ));
+                    }
+                }
+            } else if target.file.is_none() && other_file.is_none() {
+                let (inner, outer, inner_dir, outer_dir) = if dir.starts_with(other_dir.as_str()) {
+                    (shown.as_str(), other_name.as_str(), &dir, other_dir)
+                } else if other_dir.starts_with(dir.as_str()) {
+                    (other_name.as_str(), shown.as_str(), other_dir, &dir)
+                } else {
+                    continue;
+                };
+                return Err(Error::new(
+                    ErrorKind::LinkDestination,
+                    format!(
+                        "link '{inner}' ({}) destination is a subdirectory of link '{outer}' ({})",
+                        inner_dir.trim_end_matches('/'),
+                        outer_dir.trim_end_matches('/')
+                    ),
+                ));
+            }
+        }
+        self.links.push((dir, target.file.clone(), shown));
+        Ok(())
+    }
+}
+
+fn not_a_link(name: &str) -> Error {
+    Error::new(
+        ErrorKind::LinkExpected,
+        format!("'{name}' is not a symlink - pg_tblspc should contain only symlinks"),
+    )
+}
+
+/// Drop every fork of an unlogged relation (one with an `_init` fork) but the `_init` fork.
+fn remove_unlogged(manifest: &mut Manifest, dd: &DataDir) {
+    let unlogged: Vec<String> = manifest
+        .files
+        .keys()
+        .filter(|name| {
+            let rel = pg_relative(name);
+            dd.is_database_path(dir_of(rel))
+                && datadir::init_fork(rel)
+                    .is_some_and(|init| manifest.files.contains_key(&manifest_name(&init)))
+        })
+        .cloned()
+        .collect();
+    for name in unlogged {
+        manifest.files.remove(&name);
+    }
+}
+
+/// Record the delta option and copy start time (`copy_start` + 1 s when online, so changes made
+/// in the second the manifest was built count as later) and force delta when a file's mtime is
+/// after `copy_start`. Returns the warning to log, if any.
+pub fn validate_build(manifest: &mut Manifest, delta: bool, copy_start: i64) -> Option<String> {
+    manifest.options.delta = Some(delta);
+    manifest.backup.timestamp_copy_start = copy_start + i64::from(manifest.options.online);
+    if delta {
+        return None;
+    }
+    let (name, file) = manifest
+        .files
+        .iter()
+        .find(|(_, file)| file.timestamp > copy_start)?;
+    manifest.options.delta = Some(true);
+    Some(format!(
+        "file '{}' has timestamp ({}) in the future (relative to copy start {copy_start}), enabling delta checksum",
+        pg_relative(name),
+        file.timestamp
+    ))
+}
+
+/// What the copy phase of a diff/incr must do differently from a full.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncrPlan {
+    /// Delta (checksum comparison) is in force: requested, or forced by an anomaly.
+    pub delta: bool,
+    /// Files taken from the prior backup that need no copy at all.
+    pub unchanged: BTreeSet<String>,
+    /// Warnings to log (why delta was forced).
+    pub warnings: Vec<String>,
+}
+
+/// Turn `manifest` (built by [`build`], validated by [`validate_build`]) into a `backup_type`
+/// backup on top of `prior`. `archive_start` is the new backup's start segment. Files equal in
+/// size (and mtime, unless delta) to the prior's take over its checksums, sizes, page results and
+/// bundle location, with `reference` naming the backup that stores the bytes. Also inherits the
+/// prior's reference list, `backup-bundle-raw` and cipher sub-passphrase.
+pub fn build_incr(
+    manifest: &mut Manifest,
+    prior: &Manifest,
+    backup_type: BackupType,
+    archive_start: Option<&str>,
+    bundle: bool,
+) -> IncrPlan {
+    manifest.backup.prior = Some(prior.backup.label.clone());
+    manifest
+        .backup
+        .reference
+        .clone_from(&prior.backup.reference);
+    manifest.backup.backup_type = backup_type;
+    manifest.backup.bundle_raw = prior.backup.bundle_raw;
+    manifest.cipher_pass.clone_from(&prior.cipher_pass);
+
+    let mut plan = IncrPlan {
+        delta: manifest.options.delta.unwrap_or(false),
+        ..IncrPlan::default()
+    };
+    let prior_label = &prior.backup.label;
+    let timeline = |seg: &str| seg.get(..8).map(str::to_string);
+    if let (Some(start), Some(stop)) = (archive_start, prior.backup.archive_stop.as_deref())
+        && timeline(start) != timeline(stop)
+    {
+        plan.warnings.push(format!(
+            "a timeline switch has occurred since the {prior_label} backup, enabling delta checksum\nHINT: this is normal after restoring from backup or promoting a standby."
+        ));
+        plan.delta = true;
+    } else if prior.options.online != manifest.options.online {
+        plan.warnings.push(format!(
+            "the online option has changed since the {prior_label} backup, enabling delta checksum"
+        ));
+        plan.delta = true;
+    }
+    if !plan.delta {
+        for (name, file) in &manifest.files {
+            let Some(before) = prior.files.get(name) else {
+                continue;
+            };
+            if file.timestamp < before.timestamp {
+                plan.warnings.push(format!(
+                    "file '{}' has timestamp earlier than prior backup (prior {}, current {}), enabling delta checksum",
+                    pg_relative(name),
+                    before.timestamp,
+                    file.timestamp
+                ));
+                plan.delta = true;
+                break;
+            }
+            if file.size != before.size && file.timestamp == before.timestamp {
+                plan.warnings.push(format!(
+                    "file '{}' has same timestamp ({}) as prior but different size (prior {}, current {}), enabling delta checksum",
+                    pg_relative(name),
+                    file.timestamp,
+                    before.size,
+                    file.size
+                ));
+                plan.delta = true;
+                break;
+            }
+        }
+    }
+    manifest.options.delta = Some(plan.delta);
+    for (name, file) in &mut manifest.files {
+        let Some(before) = prior.files.get(name) else {
+            continue;
+        };
+        // zero-length files of a bundled backup are never copied and never referenced
+        let copy = !(bundle && file.size == 0);
+        if !(copy
+            && file.size == before.size
+            && (plan.delta || file.size == 0 || file.timestamp == before.timestamp))
+        {
+            continue;
+        }
+        file.size_repo = before.size_repo;
+        file.checksum.clone_from(&before.checksum);
+        file.checksum_repo.clone_from(&before.checksum_repo);
+        file.reference = Some(
+            before
+                .reference
+                .clone()
+                .unwrap_or_else(|| prior_label.clone()),
+        );
+        file.checksum_page = before.checksum_page;
+        file.checksum_page_error
+            .clone_from(&before.checksum_page_error);
+        file.bundle_id = before.bundle_id;
+        file.bundle_offset = before.bundle_offset;
+        let delta = plan.delta && file.size != 0;
+        let copy = (file.size != 0 && file.timestamp != before.timestamp) || delta;
+        if !copy {
+            plan.unchanged.insert(name.clone());
+        }
+    }
+    plan
+}
+
+/// Give the manifest its label; the label ends the reference list.
+pub fn set_label(manifest: &mut Manifest, label: &str) {
+    manifest.backup.label = label.to_string();
+    manifest.backup.reference.push(label.to_string());
+}
+
+/// pgBackRest `manifestValidate(strict)`: every file has a checksum, a zero-length file the empty
+/// one, a non-empty file a non-zero repository size.
+///
+/// # Errors
+/// `Format` listing every problem, one per line.
+pub fn validate_final(manifest: &Manifest) -> Result<()> {
+    let mut problems = String::new();
+    for (name, file) in &manifest.files {
+        match &file.checksum {
+            None => problems.push_str(&format!("\nmissing checksum for file '{name}'")),
+            Some(c) if file.size == 0 && c != EMPTY_SHA1 => problems.push_str(&format!(
+                "\ninvalid checksum '{c}' for zero size file '{name}'"
+            )),
+            Some(_) => {}
+        }
+        if file.size_repo == 0 && file.size != 0 {
+            problems.push_str(&format!("\nrepo size must be > 0 for file '{name}'"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Format,
+            format!("manifest validation failed:{problems}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# Restore benchmark: pgkeep against pgBackRest restoring the same backups with the same settings.
+#
+# Builds pgkeep (release), creates the cluster of the backup benchmark (scripts/bench-backup.sh:
+# compressible text, random bytes, a hot table, 3000 small tables), takes one full backup with
+# pgBackRest per compress-type (lz4, zst), then for each backup and each tool:
+#   restore        into an empty directory
+#   delta restore  (--delta) onto the directory just restored, i.e. an unchanged cluster: every
+#                  file is read and checksummed, nothing is copied
+# For each run it prints wall time, CPU time (user+sys of the whole process tree), and peak memory
+# summed over all processes of the tree (sampled from /proc every 10 ms; pgBackRest forks one
+# restore:local process per process-max), side by side with the ratio pgkeep / pgBackRest.
+#
+# Environment:
+#   BENCH_SIZE_MB      approximate data size (default 1024; the issue's setting is 4000)
+#   BENCH_PROCESS_MAX  process-max of both tools (default 2)
+#   BENCH_REPEAT       runs of each measurement; the median is reported (default 3)
+#   BENCH_DIR          work directory (default /tmp/pgkeep-bench-restore; removed at the start)
+#   BENCH_KEEP=1       keep the work directory at the end
+#   BENCH_COLD=0       do not drop the page cache before each run (default: drop when possible)
+#   BENCH_USER         OS user running PostgreSQL and both tools when run as root (default pgtest)
+#   BENCH_PG_BIN       PostgreSQL bin directory (default: newest /usr/lib/postgresql/*/bin)
+#   BENCH_ONLY         restrict compress types, e.g. "lz4"
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SIZE_MB="${BENCH_SIZE_MB:-1024}"
+PMAX="${BENCH_PROCESS_MAX:-2}"
+DIR="${BENCH_DIR:-/tmp/pgkeep-bench-restore}"
+PGBIN="${BENCH_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}"
+RUN_USER="${BENCH_USER:-pgtest}"
+
+echo "building pgkeep (release)..."
+(cd "$ROOT" && cargo build --release -p pgkeep -q)
+PGKEEP="$ROOT/target/release/pgkeep"
+command -v pgbackrest >/dev/null || { echo "pgbackrest not found" >&2; exit 1; }
+
+if [ "$(id -u)" = 0 ]; then
+    id "$RUN_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$RUN_USER"
+    AS=(runuser -u "$RUN_USER" --)
+else
+    RUN_USER="$(id -un)"
+    AS=()
+fi
+
+rm -rf "$DIR"
+mkdir -p "$DIR"
+[ "$(id -u)" = 0 ] && chown "$RUN_USER" "$DIR"
+PORT=$(( 20000 + RANDOM % 20000 ))
+
+cleanup() {
+    "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+echo "creating a ~${SIZE_MB} MB cluster in $DIR (PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'))..."
+"${AS[@]}" "$PGBIN/initdb" -k -U postgres -A trust -E UTF8 --locale=C -N -D "$DIR/data" >/dev/null
+cat >> "$DIR/data/postgresql.conf" <<EOF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$DIR'
+shared_buffers = 128MB
+max_wal_size = 4GB
+fsync = off
+synchronous_commit = off
+wal_level = replica
+archive_mode = off
+EOF
+"${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
+PSQL=("${AS[@]}" "$PGBIN/psql" -X -q -h "$DIR" -p "$PORT" -U postgres -v ON_ERROR_STOP=1)
+
+# the backup benchmark's cluster: 45% compressible text, 40% random bytes, 10% a "hot" table,
+# plus 3000 small tables with an index each (thousands of small files)
+TEXT_ROWS=$(( SIZE_MB * 45 / 100 * 1024 * 1024 / 200 ))
+RAND_MB=$(( SIZE_MB * 40 / 100 ))
+HOT_ROWS=$(( SIZE_MB * 10 / 100 * 1024 * 1024 / 200 ))
+"${PSQL[@]}" <<EOF
+create table text_data (i int, s text);
+insert into text_data select i, repeat(md5((i % 5000)::text), 4) from generate_series(1, $TEXT_ROWS) i;
+create table hot (i int, s text);
+insert into hot select i, repeat(md5(i::text), 4) from generate_series(1, $HOT_ROWS) i;
+create table rand_data (b bytea);
+alter table rand_data alter column b set storage external;
+do \$\$ begin
+  for n in 1..3000 loop
+    execute format('create table small_%s (i int primary key, s text)', n);
+    execute format('insert into small_%s select g, md5(g::text) from generate_series(1, 20) g', n);
+  end loop;
+end \$\$;
+EOF
+cat > "$DIR/gen_random.py" <<'PYEOF'
+import os, sys
+# COPY text format: "\\x<hex>" is the bytea value \x<hex>; 4 KiB of random bytes per row
+out = sys.stdout.buffer
+left = int(sys.argv[1]) * 1024 * 1024
+while left > 0:
+    chunk = min(left, 4 * 1024 * 1024)
+    data = os.urandom(chunk)
+    for off in range(0, chunk, 4096):
+        out.write(b"\\\\x" + data[off:off + 4096].hex().encode() + b"\n")
+    left -= chunk
+PYEOF
+python3 "$DIR/gen_random.py" "$RAND_MB" | "${PSQL[@]}" -c "copy rand_data (b) from stdin"
+"${PSQL[@]}" -c "vacuum analyze" -c "checkpoint"
+ACTUAL=$(du -sm --exclude=pg_wal "$DIR/data" | cut -f1)
+FILES=$(find "$DIR/data" -path "$DIR/data/pg_wal" -prune -o -type f -print | wc -l)
+echo "cluster: ${ACTUAL} MB in ${FILES} files (pg_wal excluded)"
+
+COMPRESS="${BENCH_ONLY:-lz4 zst}"
+for compress in $COMPRESS; do
+    conf="$DIR/$compress.conf"
+    cat > "$conf" <<EOF
+[global]
+repo1-path=$DIR/repo-$compress
+lock-path=$DIR/lock
+log-path=$DIR/log
+spool-path=$DIR/spool
+log-level-file=off
+log-level-console=warn
+start-fast=y
+archive-check=n
+compress-type=$compress
+process-max=$PMAX
+repo1-retention-full=9999999
+[demo]
+pg1-path=$DIR/data
+pg1-socket-path=$DIR
+pg1-port=$PORT
+pg1-user=postgres
+EOF
+    chmod 644 "$conf"
+    echo "pgbackrest full backup, $compress..."
+    "${AS[@]}" pgbackrest --config="$conf" --stanza=demo stanza-create >/dev/null
+    "${AS[@]}" pgbackrest --config="$conf" --stanza=demo --type=full backup
+done
+"${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null
+
+COLD="${BENCH_COLD:-1}"
+if [ "$COLD" = 1 ] && ! (sync && echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then
+    echo "note: cannot drop the page cache here (not root or /proc/sys read-only): runs use a warm cache"
+    COLD=0
+fi
+export BENCH_COLD_EFFECTIVE="$COLD"
+
+python3 - "$DIR" "$PGKEEP" "$RUN_USER" "$PMAX" "$COMPRESS" "${BENCH_REPEAT:-3}" <<'PYEOF'
+import os, subprocess, sys, time, pwd, statistics
+
+DIR, PGKEEP, USER, PMAX, COMPRESS, REPEAT = sys.argv[1:7]
+REPEAT = int(REPEAT)
+COLD = os.environ.get("BENCH_COLD_EFFECTIVE") == "1"
+pw = pwd.getpwnam(USER)
+as_user = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[]) if os.getuid() == 0 else {}
+
+def tree(root):
+    """pids of root and all its descendants"""
+    children = {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        children.setdefault(ppid, []).append(int(p))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+def rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+def measure(cmd):
+    """wall, cpu (user+sys of the tree, via wait4), peak summed rss (MB)"""
+    if COLD:
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **as_user)
+    peak = 0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid != 0:
+            break
+        peak = max(peak, sum(rss_kb(p) for p in tree(proc.pid)))
+        time.sleep(0.01)
+    wall = time.monotonic() - start
+    err = proc.stderr.read().decode(errors="replace")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{err}")
+    return wall, usage.ru_utime + usage.ru_stime, peak / 1024.0
+
+tools = {"pgkeep": PGKEEP, "pgbackrest": "pgbackrest"}
+runs = {}
+# the tools alternate run by run, so a slow spell of the machine hits both alike
+for rep in range(REPEAT):
+    for compress in COMPRESS.split():
+        for tool, exe in tools.items():
+            target = f"{DIR}/restore-{tool}-{compress}"
+            base = [exe, f"--config={DIR}/{compress}.conf", "--stanza=demo", f"--pg1-path={target}",
+                    f"--process-max={PMAX}", "--type=none"]
+            for kind, extra in (("restore", []), ("delta", ["--delta"])):
+                wall, cpu, peak = measure(base + extra + ["restore"])
+                runs.setdefault((compress, kind, tool), []).append((wall, cpu, peak))
+                print(f"  run {rep + 1}: {compress} {kind:7} {tool:10}: {wall:7.2f} s wall, {cpu:7.2f} s cpu, "
+                      f"{peak:7.1f} MB peak rss", flush=True)
+            subprocess.run(["rm", "-rf", target], check=True)
+rows = {key: tuple(statistics.median(r[i] for r in values) for i in range(3)) for key, values in runs.items()}
+
+print()
+print(f"process-max={PMAX}, median of {REPEAT} runs, page cache {'dropped before every run' if COLD else 'warm (could not drop)'}")
+print()
+print("| compress | run | pgkeep wall s | pgBackRest wall s | ratio | pgkeep CPU s | pgBackRest CPU s | ratio | pgkeep peak RSS MB | pgBackRest peak RSS MB | ratio |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for compress in COMPRESS.split():
+    for kind in ("restore", "delta"):
+        k = rows[(compress, kind, "pgkeep")]
+        b = rows[(compress, kind, "pgbackrest")]
+        cells = []
+        for i, fmt in ((0, "{:.2f}"), (1, "{:.2f}"), (2, "{:.1f}")):
+            cells += [fmt.format(k[i]), fmt.format(b[i]), f"{k[i] / b[i]:.2f}" if b[i] else "-"]
+        print(f"| {compress} | {kind} | " + " | ".join(cells) + " |")
+PYEOF
