@@ -13,6 +13,7 @@
 #   BENCH_SIZE_MB   approximate data size (default 1024; the issue's setting is 4000)
 #   BENCH_DIR       work directory (default /tmp/pgkeep-bench; removed at the start)
 #   BENCH_KEEP=1    keep the work directory at the end
+#   BENCH_REUSE=1   reuse the cluster left in BENCH_DIR by a run with BENCH_KEEP=1
 #   BENCH_COLD=0    do not drop the page cache before each backup (default: drop when possible)
 #   BENCH_USER      OS user running PostgreSQL when run as root (default pgtest)
 #   BENCH_PG_BIN    PostgreSQL bin directory (default: newest /usr/lib/postgresql/*/bin)
@@ -42,10 +43,16 @@ else
     AS=()
 fi
 
-rm -rf "$DIR"
-mkdir -p "$DIR"
-[ "$(id -u)" = 0 ] && chown "$RUN_USER" "$DIR"
-PORT=$(( 20000 + RANDOM % 20000 ))
+REUSE=0
+if [ "${BENCH_REUSE:-0}" = 1 ] && [ -f "$DIR/data/PG_VERSION" ]; then
+    REUSE=1
+    PORT=$(awk '/^port = / {p=$3} END {print p}' "$DIR/data/postgresql.conf")
+else
+    rm -rf "$DIR"
+    mkdir -p "$DIR"
+    [ "$(id -u)" = 0 ] && chown "$RUN_USER" "$DIR"
+    PORT=$(( 20000 + RANDOM % 20000 ))
+fi
 
 cleanup() {
     "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
@@ -53,6 +60,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+PSQL=("${AS[@]}" "$PGBIN/psql" -X -q -h "$DIR" -p "$PORT" -U postgres -v ON_ERROR_STOP=1)
+if [ "$REUSE" = 1 ]; then
+    echo "reusing the cluster in $DIR"
+    "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
+else
 echo "creating a ~${SIZE_MB} MB cluster in $DIR (PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'))..."
 "${AS[@]}" "$PGBIN/initdb" -k -U postgres -A trust -E UTF8 --locale=C -N -D "$DIR/data" >/dev/null
 cat >> "$DIR/data/postgresql.conf" <<EOF
@@ -67,7 +79,6 @@ wal_level = replica
 archive_mode = off
 EOF
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
-PSQL=("${AS[@]}" "$PGBIN/psql" -X -q -h "$DIR" -p "$PORT" -U postgres -v ON_ERROR_STOP=1)
 
 # 45% compressible text, 40% random bytes, 10% a "hot" table changed before each incr, plus
 # 3000 small tables with an index each (thousands of small files)
@@ -102,6 +113,7 @@ while left > 0:
 PYEOF
 python3 "$DIR/gen_random.py" "$RAND_MB" | "${PSQL[@]}" -c "copy rand_data (b) from stdin"
 "${PSQL[@]}" -c "vacuum analyze" -c "checkpoint"
+fi
 ACTUAL=$(du -sm --exclude=pg_wal "$DIR/data" | cut -f1)
 FILES=$(find "$DIR/data" -path "$DIR/data/pg_wal" -prune -o -type f -print | wc -l)
 echo "cluster: ${ACTUAL} MB in ${FILES} files (pg_wal excluded)"

@@ -846,7 +846,10 @@ fn bad_input_is_refused_and_never_leaves_a_startable_directory() {
         "{err}"
     );
     assert!(
-        err.contains(&format!("HINT: the repository file '{}", "backup/demo/")),
+        err.contains(&format!(
+            "HINT: the repository file '{}' may be corrupt",
+            stored.display()
+        )),
         "{err}"
     );
     assert!(
@@ -903,8 +906,47 @@ fn pgkeep_backups_restore_and_replay() {
         .split('"')
         .find(|w| w.len() == 16 && w.ends_with('F'))
         .expect("full backup label in info");
+    // as root, the restore gives every entry the manifest's owner (the cluster's OS user)
     let dir = new_dir(&site, "replay");
-    restore(&site, &dir, &[&format!("--set={full}")]);
+    let set = format!("--set={full}");
+    match pgkeep_testkit::pg_user().unwrap() {
+        Some(user) => {
+            let out = std::process::Command::new(PGKEEP)
+                .arg(format!("--config={}", site.conf.display()))
+                .args([
+                    "--stanza=demo",
+                    &format!("--pg1-path={}", dir.display()),
+                    &set,
+                ])
+                .arg("restore")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut checked = 0;
+            let mut stack = vec![dir.clone()];
+            while let Some(path) = stack.pop() {
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                assert_eq!(
+                    (meta.uid(), meta.gid()),
+                    (user.uid, user.gid),
+                    "{}",
+                    path.display()
+                );
+                checked += 1;
+                if meta.is_dir() {
+                    stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                }
+            }
+            assert!(checked > 900, "{checked}");
+        }
+        None => {
+            restore(&site, &dir, &[&set]);
+        }
+    }
     let restored = start(&dir, &[], false);
     assert_eq!(content(&restored), last);
 }

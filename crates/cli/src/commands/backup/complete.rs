@@ -269,9 +269,17 @@ pub fn complete(
         write_info_file(repo, &layout::copy_path(&manifest_path), &stored)?;
         write_info_file(repo, &manifest_path, &stored)?;
     }
-    let history = encrypt(&pgkeep_base::compress::compress(CompressType::Gz, 9, &plain)?)?;
+    let history = encrypt(&pgkeep_base::compress::compress(
+        CompressType::Gz,
+        9,
+        &plain,
+    )?)?;
     drop(plain);
-    write_info_file(repo, &layout::history_manifest_path(stanza, label), &history)?;
+    write_info_file(
+        repo,
+        &layout::history_manifest_path(stanza, label),
+        &history,
+    )?;
     if repo.features().path_sync {
         repo.path_sync(&layout::history_path(stanza))?;
     }

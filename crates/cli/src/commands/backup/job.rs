@@ -248,7 +248,11 @@ fn pump(
             Ok(read) => read,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(Error::from_io_error(&e, ErrorKind::FileRead, "unable to read"));
+                return Err(Error::from_io_error(
+                    &e,
+                    ErrorKind::FileRead,
+                    "unable to read",
+                ));
             }
         };
         match buffer.get(..read) {
@@ -453,7 +457,14 @@ mod tests {
             bundle_id: 0,
             files: vec![file(&pg_dir, "a", data.len() as u64)],
         };
-        let out = execute(&job, &settings(CompressType::Gz, Some("pass")), &pg, &repo, &mut Vec::new()).unwrap();
+        let out = execute(
+            &job,
+            &settings(CompressType::Gz, Some("pass")),
+            &pg,
+            &repo,
+            &mut Vec::new(),
+        )
+        .unwrap();
         let r = &out[0];
         assert_eq!(r.result, CopyResult::Copy);
         assert_eq!(r.size, data.len() as u64);
@@ -488,7 +499,14 @@ mod tests {
                 file(&pg_dir, "empty", 0),
             ],
         };
-        let out = execute(&job, &settings(CompressType::None, None), &pg, &repo, &mut Vec::new()).unwrap();
+        let out = execute(
+            &job,
+            &settings(CompressType::None, None),
+            &pg,
+            &repo,
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert_eq!(out[0].size, 4);
         assert_eq!(out[0].repo_checksum, None);
         assert_eq!(out[1].result, CopyResult::Skip);
@@ -508,7 +526,14 @@ mod tests {
             bundle_id: 0,
             files: vec![control],
         };
-        let err = execute(&job, &settings(CompressType::None, None), &pg, &repo, &mut Vec::new()).unwrap_err();
+        let err = execute(
+            &job,
+            &settings(CompressType::None, None),
+            &pg,
+            &repo,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::FileMissing);
         // nothing written when every file is gone
         let job = Job {
@@ -516,7 +541,14 @@ mod tests {
             bundle_id: 2,
             files: vec![file(&pg_dir, "gone", 3)],
         };
-        execute(&job, &settings(CompressType::Gz, None), &pg, &repo, &mut Vec::new()).unwrap();
+        execute(
+            &job,
+            &settings(CompressType::Gz, None),
+            &pg,
+            &repo,
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert!(!dir.path().join("repo/b/bundle/2").exists());
     }
 
@@ -543,7 +575,14 @@ mod tests {
                 bundle_id: 0,
                 files: vec![f],
             };
-            let out = execute(&job, &settings(CompressType::Lz4, None), &pg, &repo, &mut Vec::new()).unwrap();
+            let out = execute(
+                &job,
+                &settings(CompressType::Lz4, None),
+                &pg,
+                &repo,
+                &mut Vec::new(),
+            )
+            .unwrap();
             assert_eq!(out[0].result, expect);
         }
         assert!(!dir.path().join("repo/b/pg_data/same").exists());

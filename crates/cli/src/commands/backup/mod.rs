@@ -490,7 +490,11 @@ fn flush(storage: &dyn Storage, path: &str) -> Result<()> {
     nix::unistd::syncfs(&dir).map_err(|e| {
         Error::new(
             ErrorKind::PathSync,
-            format!("unable to sync file system of '{full}': [{}] {}", e as i32, e.desc()),
+            format!(
+                "unable to sync file system of '{full}': [{}] {}",
+                e as i32,
+                e.desc()
+            ),
         )
     })
 }

@@ -362,7 +362,8 @@ fn prefetch(jobs: &[Job], next: &AtomicUsize, done: &AtomicBool) {
                 break;
             };
             for file in &job.files {
-                if file.size > 0 && file.size <= PREFETCH_FILE_MAX
+                if file.size > 0
+                    && file.size <= PREFETCH_FILE_MAX
                     && let Ok(handle) = std::fs::File::open(&file.pg_file)
                 {
                     let _ = nix::fcntl::posix_fadvise(
@@ -624,6 +625,72 @@ mod tests {
         );
         assert!(!bundled[0].files[0].ignore_missing);
         assert!(bundled[1].files[0].ignore_missing);
+    }
+
+    #[test]
+    fn files_removed_during_the_backup_leave_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let pg_path = dir.path().join("pg");
+        std::fs::create_dir_all(pg_path.join("global")).unwrap();
+        std::fs::write(pg_path.join("global/pg_control"), vec![1u8; 8192]).unwrap();
+        std::fs::write(pg_path.join("kept"), b"abc").unwrap();
+        let mut m = manifest(&[
+            ("pg_data/global/pg_control", 8192, 1),
+            ("pg_data/kept", 3, 1),
+            ("pg_data/dropped", 5, 1),
+        ]);
+        let dd = DataDir::new(PgVersion::from_major(15).unwrap(), 202_209_061).unwrap();
+        let empty = BTreeSet::new();
+        let pg_path = pg_path.to_str().unwrap().to_string();
+        let plan = Plan {
+            pg_path: &pg_path,
+            ..plan_for(&dd, None, &empty)
+        };
+        let jobs = jobs(&m, &plan);
+        let repo =
+            pgkeep_storage::posix::PosixStorage::new(dir.path().join("repo").to_str().unwrap());
+        let settings = JobSettings {
+            compress: pgkeep_repo::layout::CompressType::Lz4,
+            level: 1,
+            cipher_pass: None,
+            sync_each: false,
+        };
+        let log = Logger::new(crate::log::LogSettings {
+            console: Level::Off,
+            stderr: Level::Off,
+            file: Level::Off,
+            timestamp: false,
+            process: 0,
+        });
+        let workers = Workers {
+            process_max: 2,
+            settings: &settings,
+            pg: &pgkeep_storage::posix::PosixStorage::new("/"),
+            repo: &repo,
+            log: &log,
+            prefetch: true,
+        };
+        let mut ticks = 0;
+        run(&mut m, &jobs, &workers, &mut |_, _| {
+            ticks += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(ticks >= 2);
+        let names: Vec<&str> = m.files.keys().map(String::as_str).collect();
+        assert_eq!(names, ["pg_data/global/pg_control", "pg_data/kept"]);
+        let kept = &m.files["pg_data/kept"];
+        assert_eq!(kept.size, 3);
+        assert!(kept.checksum.is_some() && kept.checksum_repo.is_some());
+        assert!(
+            dir.path()
+                .join("repo/backup/demo/20260101-000000F/pg_data/kept.lz4")
+                .exists()
+        );
+        // an error in a job (pg_control gone) ends the run with that error
+        std::fs::remove_file(dir.path().join("pg/global/pg_control")).unwrap();
+        let err = run(&mut m, &jobs, &workers, &mut |_, _| Ok(())).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FileMissing);
     }
 
     #[test]

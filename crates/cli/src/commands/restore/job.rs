@@ -172,7 +172,7 @@ pub fn execute(
                 let hint = (e.kind() == ErrorKind::Checksum).then(|| {
                     format!(
                         "the repository file '{}'{} may be corrupt",
-                        job.repo_path,
+                        pgkeep_storage::join(repo.root(), &job.repo_path),
                         if job.bundle_id != 0 {
                             format!(" at offset {}", file.offset)
                         } else {
@@ -669,7 +669,16 @@ mod tests {
                 sha1(&data).to_hex()
             )
         );
-        assert_eq!(err.hint(), Some("the repository file 'f' may be corrupt"));
+        assert_eq!(
+            err.hint(),
+            Some(
+                format!(
+                    "the repository file '{}/repo/f' may be corrupt",
+                    fx.dir.path().display()
+                )
+                .as_str()
+            )
+        );
 
         let job = Job {
             repo_path: "nowhere".into(),

@@ -57,6 +57,10 @@ const MANIFEST_FILE: &str = "backup.manifest";
 /// Where `pg_control` is written until everything else is done.
 const PG_CONTROL: &str = "global/pg_control";
 const PG_CONTROL_TEMP: &str = "global/pg_control.pgbackrest.tmp";
+/// How many jobs ahead of the workers small files are asked to be read.
+const PREFETCH_AHEAD: usize = 64;
+/// Files up to this size are read ahead.
+const PREFETCH_SIZE_MAX: u64 = 1024 * 1024;
 
 /// The restore's options, read once.
 struct Options {
@@ -638,6 +642,45 @@ impl<'a> Planner<'a> {
         ))
     }
 
+    /// Ask the kernel to start reading the small files of a job the workers will reach soon: the
+    /// data directory files a checksum delta compares, or else the repository files to restore
+    /// (on a posix repository, rooted at `repo_root`). Small reads are latency bound; issued
+    /// ahead, they overlap instead of waiting one by one. Large files are read sequentially with
+    /// the kernel's own read-ahead, bundles likewise. Advice only: any failure is ignored.
+    fn prefetch(&self, planned: &Planned<'_>, delta: bool, repo_root: Option<&str>) {
+        let Planned::Single(name) = planned else {
+            return;
+        };
+        let Some(file) = self.manifest.files.get(*name) else {
+            return;
+        };
+        if file.size == 0 || self.zeroed.is_zeroed(name) {
+            return;
+        }
+        let path = if delta {
+            if file.size > PREFETCH_SIZE_MAX {
+                return;
+            }
+            clean::pg_file(self.pg_path, name)
+        } else {
+            let Some(root) = repo_root.filter(|_| file.size_repo <= PREFETCH_SIZE_MAX) else {
+                return;
+            };
+            match StoredLocation::of(self.manifest, self.stanza, name, file) {
+                Ok(location) => pgkeep_storage::join(root, &location.path),
+                Err(_) => return,
+            }
+        };
+        if let Ok(handle) = std::fs::File::open(path) {
+            let _ = nix::fcntl::posix_fadvise(
+                &handle,
+                0,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+            );
+        }
+    }
+
     fn build(&self, planned: &Planned<'_>) -> Result<Job> {
         let names: &[&str] = match planned {
             Planned::Single(name) => std::slice::from_ref(name),
@@ -687,6 +730,9 @@ fn run_jobs(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let detail = ctx.log.enabled(Level::Detail);
+    // a checksum delta reads every file of the data directory; otherwise the repository is read
+    let delta = settings.delta && !settings.force;
+    let repo_root = (repo.driver() == "posix").then(|| repo.root());
     let mut progress = progress::Progress::new(total);
     let mut restored: u64 = 0;
     let mut written: Vec<String> = Vec::new();
@@ -702,6 +748,9 @@ fn run_jobs(
                     let Some(planned) = jobs.get(index) else {
                         break;
                     };
+                    if let Some(ahead) = jobs.get(index + PREFETCH_AHEAD) {
+                        planner.prefetch(ahead, delta, repo_root);
+                    }
                     let result = planner.build(planned).and_then(|job| {
                         let outcomes = job::execute(&job, settings, repo, counter)?;
                         Ok((job, outcomes))
@@ -902,4 +951,74 @@ fn write_recovery(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgkeep_config::ParseInput;
+
+    fn config(args: &[&str], env: &[(&str, &str)], file: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("pgbackrest.conf");
+        std::fs::write(&conf, file).unwrap();
+        let mut all = vec![format!("--config={}", conf.display())];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.push("restore".to_string());
+        pgkeep_config::parse(&ParseInput {
+            args: all,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            default_config: Vec::new(),
+            default_include_path: dir.path().join("conf.d").display().to_string(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn archive_get_gets_the_command_line_options_it_knows() {
+        let cfg = config(
+            &[
+                "--stanza=demo",
+                "--pg1-path=/restore/here",
+                "--repo=2",
+                "--process-max=4",
+                "--log-level-console=detail",
+                "--type=time",
+                "--target=2024-01-01 00:00:00+00",
+                "--spool-path=/spool with space",
+            ],
+            &[
+                ("PGBACKREST_LOG_PATH", "/from/env"),
+                ("PGBACKREST_REPO2_CIPHER_PASS", "secret"),
+            ],
+            "[global]\nrepo1-path=/r1\nrepo2-path=/r2\nrepo2-cipher-type=aes-256-cbc\nlock-path=/from/file\n",
+        );
+        let options = archive_get_options(&cfg);
+        let config_opt = options[0].clone();
+        assert!(config_opt.starts_with("--config="), "{options:?}");
+        assert_eq!(
+            &options[1..],
+            &[
+                "--pg1-path=/restore/here",
+                "--repo=2",
+                "--spool-path=\"/spool with space\"",
+                "--stanza=demo",
+            ],
+            "{options:?}"
+        );
+        let command = restore_command(&cfg);
+        assert!(
+            command.ends_with(" --stanza=demo archive-get %f \"%p\""),
+            "{command}"
+        );
+        let cfg = config(
+            &["--stanza=demo", "--pg1-path=/x", "--cmd=/opt/pgkeep"],
+            &[],
+            "[global]\n",
+        );
+        assert!(restore_command(&cfg).starts_with("/opt/pgkeep --config="));
+    }
 }
