@@ -5,8 +5,9 @@
 # compressible text, random bytes, a hot table, 3000 small tables), takes one full backup with
 # pgBackRest per compress-type (lz4, zst), then for each backup and each tool:
 #   restore        into an empty directory
-#   delta restore  (--delta) onto the directory just restored, i.e. an unchanged cluster: every
-#                  file is read and checksummed, nothing is copied
+#   delta restore  (--delta) onto the cluster the backups were taken of, stopped and unchanged
+#                  since: every file is read and checksummed, nothing is copied. Both tools read
+#                  the same files (an unmeasured delta first removes what backups leave out).
 # For each run it prints wall time, CPU time (user+sys of the whole process tree), and peak memory
 # summed over all processes of the tree (sampled from /proc every 10 ms; pgBackRest forks one
 # restore:local process per process-max; never below the kernel's high-water mark of the largest
@@ -209,19 +210,33 @@ def measure(cmd):
 
 tools = {"pgkeep": PGKEEP, "pgbackrest": "pgbackrest"}
 runs = {}
+
+def args(exe, compress, target):
+    return [exe, f"--config={DIR}/{compress}.conf", "--stanza=demo", f"--pg1-path={target}",
+            f"--process-max={PMAX}", "--type=none"]
+
+def record(rep, compress, kind, tool, result):
+    wall, cpu, peak = result
+    runs.setdefault((compress, kind, tool), []).append(result)
+    print(f"  run {rep + 1}: {compress} {kind:7} {tool:10}: {wall:7.2f} s wall, {cpu:7.2f} s cpu, "
+          f"{peak:7.1f} MB peak rss", flush=True)
+
 # the tools alternate run by run, so a slow spell of the machine hits both alike
-for rep in range(REPEAT):
-    for compress in COMPRESS.split():
+for compress in COMPRESS.split():
+    # restore into an empty directory
+    for rep in range(REPEAT):
         for tool, exe in tools.items():
             target = f"{DIR}/restore-{tool}-{compress}"
-            base = [exe, f"--config={DIR}/{compress}.conf", "--stanza=demo", f"--pg1-path={target}",
-                    f"--process-max={PMAX}", "--type=none"]
-            for kind, extra in (("restore", []), ("delta", ["--delta"])):
-                wall, cpu, peak = measure(base + extra + ["restore"])
-                runs.setdefault((compress, kind, tool), []).append((wall, cpu, peak))
-                print(f"  run {rep + 1}: {compress} {kind:7} {tool:10}: {wall:7.2f} s wall, {cpu:7.2f} s cpu, "
-                      f"{peak:7.1f} MB peak rss", flush=True)
+            record(rep, compress, "restore", tool, measure(args(exe, compress, target) + ["restore"]))
             subprocess.run(["rm", "-rf", target], check=True)
+    # delta onto the cluster the backup was taken of, stopped and unchanged since: both tools read
+    # the same files, written by PostgreSQL. One unmeasured delta first drops what a backup leaves
+    # out (pg_wal, ...), so every measured run finds the directory exactly as the backup has it.
+    data = f"{DIR}/data"
+    measure(args("pgbackrest", compress, data) + ["--delta", "restore"])
+    for rep in range(REPEAT):
+        for tool, exe in tools.items():
+            record(rep, compress, "delta", tool, measure(args(exe, compress, data) + ["--delta", "restore"]))
 rows = {key: tuple(statistics.median(r[i] for r in values) for i in range(3)) for key, values in runs.items()}
 
 print()

@@ -15,10 +15,10 @@
 //!   `error restoring '<file>': actual checksum '..' does not match expected checksum '..'`, with
 //!   the repository file in the hint. Any failure names the file being restored.
 //! - Then the file gets the manifest mode exactly, the owner (only when one is given: root
-//!   restores) and the manifest mtime, and its write-back is started. The caller fsyncs every
-//!   written file with [`sync_files`] before the restore may report success (pgBackRest fsyncs
-//!   each file as it closes it; deferring lets the workers go on decoding while the disk writes,
-//!   and the final fsyncs run with more requests in flight).
+//!   restores) and the manifest mtime. The caller fsyncs every written file with [`sync_files`]
+//!   before the restore may report success (pgBackRest fsyncs each file as it closes it;
+//!   deferring lets the workers go on decoding while the kernel writes back, and the final
+//!   fsyncs run with more requests in flight).
 //! - Bundled files next to each other are read with one open of the bundle.
 
 use std::fs::{File, OpenOptions};
@@ -419,14 +419,6 @@ fn finish(f: &mut File, file: &JobFile) -> Result<()> {
     }
     f.set_modified(time_of(file.timestamp))
         .map_err(|e| sys(ErrorKind::FileInfo, "unable to set time for", path, "", &e))?;
-    // start writing the file back now so the caller's fsync finds little left to do; this is
-    // advice only, its failure changes nothing
-    let _ = nix::fcntl::posix_fadvise(
-        &*f,
-        0,
-        0,
-        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-    );
     Ok(())
 }
 

@@ -10,9 +10,9 @@
 //!    targets are cleaned and built ([`clean`]), and an unencrypted copy of the manifest is saved
 //!    as `<pg1-path>/backup.manifest` (so an interrupted delta restore can be restarted).
 //! 3. Files are restored by `process-max` worker threads, largest first ([`job`]), each verified
-//!    against its manifest SHA-1 as it is written, its write-back started at once; every written
-//!    file is fsynced once the last job is done. `global/pg_control` goes to a temp name. The
-//!    first failure stops the workers and is the command's error.
+//!    against its manifest SHA-1 as it is written; small files are read ahead of the workers.
+//!    Every written file is fsynced once the last job is done. `global/pg_control` goes to a
+//!    temp name. The first failure stops the workers and is the command's error.
 //! 4. Recovery settings are written ([`recovery`]), `backup.manifest` removed, every directory
 //!    synced, and only then is `pg_control` renamed into place: an interrupted restore can never
 //!    be started by PostgreSQL.
