@@ -124,65 +124,20 @@ if [ "$COLD" = 1 ] && ! (sync && echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null;
     COLD=0
 fi
 export BENCH_COLD_EFFECTIVE="$COLD"
+export BENCH_SCRIPTS="$ROOT/scripts"
 
 python3 - "$DIR" "$PGKEEP" "$PORT" "$RUN_USER" "${BENCH_ONLY:-}" "$PGBIN" <<'PYEOF'
 import os, subprocess, sys, time, pwd
 
 DIR, PGKEEP, PORT, USER, ONLY, PGBIN = sys.argv[1:7]
-COLD = os.environ.get("BENCH_COLD_EFFECTIVE") == "1"
+sys.path.insert(0, os.environ["BENCH_SCRIPTS"])
+import bench_measure
+COLD = bench_measure.COLD
 pw = pwd.getpwnam(USER)
 as_user = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[]) if os.getuid() == 0 else {}
 
-def tree(root):
-    """pids of root and all its descendants"""
-    children = {}
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        children.setdefault(ppid, []).append(int(p))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-def rss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
 def measure_cpu(cmd):
-    """wall, cpu (user+sys of the tree, via wait4), peak summed rss (MB)"""
-    if COLD:
-        subprocess.run(["sync"], check=True)
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **as_user)
-    peak = 0
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid != 0:
-            break
-        peak = max(peak, sum(rss_kb(p) for p in tree(proc.pid)))
-        time.sleep(0.01)
-    wall = time.monotonic() - start
-    err = proc.stderr.read().decode(errors="replace")
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
-    return wall, usage.ru_utime + usage.ru_stime, peak / 1024.0
+    return bench_measure.measure(cmd, as_user)
 
 def du(path):
     total = 0
