@@ -305,8 +305,8 @@ pub fn complete(
     Ok(())
 }
 
-/// pgBackRest `infoBackupLoadFileReconstruct()`: drop backups whose manifest is gone (and the
-/// backups depending on them), add completed backups missing from backup.info.
+/// pgBackRest `infoBackupLoadFileReconstruct()` (the one implementation is
+/// [`pgkeep_repo::retention::reconstruct`]), with its warnings logged.
 ///
 /// # Errors
 /// Storage and manifest load errors.
@@ -316,74 +316,8 @@ pub fn reconstruct(
     info: &mut BackupInfo,
     log: &Logger,
 ) -> Result<()> {
-    let exists = |label: &str| -> Result<bool> {
-        Ok(repo
-            .info(
-                &layout::manifest_path(stanza, label),
-                pgkeep_storage::InfoLevel::Exists,
-                true,
-            )?
-            .is_some())
-    };
-    let labels: Vec<String> = info.backups.keys().cloned().collect();
-    for label in &labels {
-        if !info.backups.contains_key(label) || exists(label)? {
-            continue;
-        }
-        let mut dependents: Vec<String> = info
-            .backups
-            .iter()
-            .filter(|(l, e)| *l == label || e.reference.as_ref().is_some_and(|r| r.contains(label)))
-            .map(|(l, _)| l.clone())
-            .collect();
-        dependents.sort();
-        dependents.reverse();
-        for removed in dependents {
-            log.warn(&format!(
-                "backup '{removed}' missing manifest removed from backup.info"
-            ));
-            info.remove_backup(&removed);
-        }
-    }
-    let mut dirs: Vec<String> = repo
-        .list(
-            &layout::backup_path(stanza),
-            pgkeep_storage::InfoLevel::Exists,
-        )?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i.name)
-        .filter(|n| layout::is_backup_label(n))
-        .collect();
-    dirs.sort();
-    for label in dirs {
-        if info.backups.contains_key(&label) || !exists(&label)? {
-            continue;
-        }
-        let manifest: Manifest = pgkeep_repo::info::load_info_file(
-            repo,
-            &layout::manifest_path(stanza, &label),
-            info.cipher_pass.as_deref(),
-        )?;
-        let matches = info.history.iter().any(|h| {
-            h.id == manifest.db.id
-                && h.system_id == manifest.db.system_id
-                && h.version == manifest.db.version
-        }) && manifest
-            .backup
-            .prior
-            .as_ref()
-            .is_none_or(|p| info.backups.contains_key(p));
-        if matches {
-            log.warn(&format!(
-                "backup '{label}' found in repository added to backup.info"
-            ));
-            info.add_backup(label, BackupInfoEntry::from_manifest(&manifest));
-        } else {
-            log.warn(&format!(
-                "invalid backup '{label}' cannot be added to current backups"
-            ));
-        }
+    for warning in pgkeep_repo::retention::reconstruct(repo, stanza, info)? {
+        log.warn(&warning);
     }
     Ok(())
 }
