@@ -22,10 +22,10 @@ use pgkeep_config::{Group, OptionId};
 use pgkeep_pg::client::Client;
 use pgkeep_pg::{ControlInfo, PgVersion};
 use pgkeep_repo::info::load_info;
-use pgkeep_repo::{ArchiveInfo, BackupInfo, archive, layout};
+use pgkeep_repo::{ArchiveInfo, BackupInfo, layout};
 use pgkeep_storage::{Storage, join};
 
-use crate::commands::archive::Wait;
+use crate::commands::archive::wait_for_segment;
 use crate::commands::db;
 use crate::ctx::Ctx;
 
@@ -218,32 +218,6 @@ fn check_stanza_info(
         ));
     }
     Ok(a.archive_id())
-}
-
-/// pgBackRest `walSegmentFind()` with a timeout: the stored name of `segment` once it exists.
-fn wait_for_segment(
-    storage: &dyn Storage,
-    stanza: &str,
-    archive_id: &str,
-    segment: &str,
-    timeout: Duration,
-) -> Result<String> {
-    let mut wait = Wait::new(timeout);
-    loop {
-        if let Some(found) = archive::find_segment(storage, stanza, archive_id, segment)? {
-            return Ok(found);
-        }
-        if !wait.more() {
-            break;
-        }
-    }
-    Err(Error::new(
-        ErrorKind::ArchiveTimeout,
-        format!("WAL segment {segment} was not archived before the {}ms timeout", timeout.as_millis()),
-    )
-    .with_hint(
-        "check the archive_command to ensure that all options are correct (especially --stanza).\nHINT: check the PostgreSQL server log for errors.\nHINT: run the 'start' command if the stanza was previously stopped.",
-    ))
 }
 
 #[cfg(test)]

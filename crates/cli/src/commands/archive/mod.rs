@@ -608,6 +608,40 @@ pub fn compress_settings(ctx: &Ctx) -> Result<(pgkeep_base::compress::CompressTy
     Ok((ty, level))
 }
 
+/// pgBackRest `walSegmentFind()` with its wait: the stored name of `segment`.
+///
+/// # Errors
+/// `ArchiveTimeout` with pgBackRest's hints; storage errors.
+pub fn wait_for_segment(
+    storage: &dyn Storage,
+    stanza: &str,
+    archive_id: &str,
+    segment: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let mut wait = Wait::new(timeout);
+    loop {
+        if let Some(found) =
+            pgkeep_repo::archive::find_segment(storage, stanza, archive_id, segment)?
+        {
+            return Ok(found);
+        }
+        if !wait.more() {
+            break;
+        }
+    }
+    Err(Error::new(
+        ErrorKind::ArchiveTimeout,
+        format!(
+            "WAL segment {segment} was not archived before the {}ms timeout",
+            timeout.as_millis()
+        ),
+    )
+    .with_hint(
+        "check the archive_command to ensure that all options are correct (especially --stanza).\nHINT: check the PostgreSQL server log for errors.\nHINT: run the 'start' command if the stanza was previously stopped.",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,11 +24,11 @@ use pgkeep_pg::{Lsn, datadir};
 use pgkeep_repo::info::{encode_info, load_info, save_info, write_info_file};
 use pgkeep_repo::manifest::build::validate_final;
 use pgkeep_repo::manifest::{Manifest, ManifestFile, TARGET_PGDATA};
-use pgkeep_repo::{ArchiveInfo, BackupInfo, BackupInfoEntry, archive, layout};
+use pgkeep_repo::{ArchiveInfo, BackupInfo, BackupInfoEntry, layout};
 use pgkeep_storage::{LinkType, ReadOptions, Storage, WriteOptions, join};
 
 use super::job::JobSettings;
-use crate::commands::archive::Wait;
+use crate::commands::archive::wait_for_segment;
 use crate::log::Logger;
 
 /// Mode, user and group of files pgkeep creates in the backup: `pg_data`'s, mode & 0644.
@@ -118,38 +118,6 @@ pub struct ArchiveCheck<'a> {
     pub copy: bool,
     /// How backup files are stored.
     pub settings: &'a JobSettings,
-}
-
-/// pgBackRest `walSegmentFind()` with its wait: the stored name of `segment`.
-///
-/// # Errors
-/// `ArchiveTimeout` with pgBackRest's hints; storage errors.
-pub fn wait_for_segment(
-    repo: &dyn Storage,
-    stanza: &str,
-    archive_id: &str,
-    segment: &str,
-    timeout: Duration,
-) -> Result<String> {
-    let mut wait = Wait::new(timeout);
-    loop {
-        if let Some(found) = archive::find_segment(repo, stanza, archive_id, segment)? {
-            return Ok(found);
-        }
-        if !wait.more() {
-            break;
-        }
-    }
-    Err(Error::new(
-        ErrorKind::ArchiveTimeout,
-        format!(
-            "WAL segment {segment} was not archived before the {}ms timeout",
-            timeout.as_millis()
-        ),
-    )
-    .with_hint(
-        "check the archive_command to ensure that all options are correct (especially --stanza).\nHINT: check the PostgreSQL server log for errors.\nHINT: run the 'start' command if the stanza was previously stopped.",
-    ))
 }
 
 /// Wait for (and with `archive-copy`, copy) every WAL segment the backup needs.

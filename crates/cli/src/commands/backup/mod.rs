@@ -705,7 +705,13 @@ fn start(
                 "prior "
             }
         ));
-        complete::wait_for_segment(storage, stanza, archive_id, check, opts.archive_timeout)?;
+        crate::commands::archive::wait_for_segment(
+            storage,
+            stanza,
+            archive_id,
+            check,
+            opts.archive_timeout,
+        )?;
     }
     Ok(Some(started))
 }
