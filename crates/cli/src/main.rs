@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pgkeep_base::Error;
-use pgkeep_config::{Config, OptionId, ParseInput};
+use pgkeep_config::{Config, LogLevelDefault, OptionId, ParseInput};
 
 use crate::ctx::Ctx;
 use crate::log::{Level, LogSettings, Logger};
@@ -84,11 +84,16 @@ fn run(cfg: Config) -> u8 {
         .str(OptionId::ExecId)
         .map_or_else(lock::new_exec_id, str::to_string);
     let begin = Instant::now();
-    let announce = command.logs_to_file();
-    if announce {
+    // pgBackRest logs the begin/end lines of every command at the command's default level.
+    let announce_level = match command.log_level_default() {
+        LogLevelDefault::Info => Level::Info,
+        LogLevelDefault::Debug => Level::Debug,
+    };
+    let announce = |message: &str| logger.log(announce_level, None, message);
+    {
         let mut options = ctx_display_options(&cfg, &exec_id);
         options.sort();
-        logger.info(&format!(
+        announce(&format!(
             "{} command begin {VERSION}: {}",
             command.name(),
             options.join(" ")
@@ -106,24 +111,20 @@ fn run(cfg: Config) -> u8 {
     let result = commands::run(&ctx);
     match result {
         Ok(code) => {
-            if announce {
-                logger.info(&format!(
-                    "{} command end: completed successfully ({}ms)",
-                    command.name(),
-                    begin.elapsed().as_millis()
-                ));
-            }
+            announce(&format!(
+                "{} command end: completed successfully ({}ms)",
+                command.name(),
+                begin.elapsed().as_millis()
+            ));
             code
         }
         Err(e) => {
             logger.error(e.code(), &full_message(&e));
-            if announce {
-                logger.info(&format!(
-                    "{} command end: aborted with exception [{:03}]",
-                    command.name(),
-                    e.code()
-                ));
-            }
+            announce(&format!(
+                "{} command end: aborted with exception [{:03}]",
+                command.name(),
+                e.code()
+            ));
             e.code()
         }
     }

@@ -627,6 +627,13 @@ impl CommandId {
         self.def().log_file
     }
 
+    /// Level of the command's begin/end lines: debug for read-only commands whose output must
+    /// stay clean (`info`, `repo-ls`, ...), info for the others.
+    #[must_use]
+    pub fn log_level_default(self) -> LogLevelDefault {
+        self.def().log_level_default
+    }
+
     /// The command with this exact name.
     #[must_use]
     pub fn from_name(name: &str) -> Option<CommandId> {

@@ -138,6 +138,31 @@ fn parse_c_uint(text: &str) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
+/// A time target as PostgreSQL takes it in `recovery_target_time`: pgBackRest's syntax (see
+/// [`super::select::parse_time`]), or that syntax without an offset followed by a space and a zone
+/// name (`2026-11-25 10:00:00 Europe/Paris`, `... UTC`). pgBackRest passes such a name through
+/// to PostgreSQL when `--set` is given; without `--set` the backup selection already rejected it
+/// with pgBackRest's error, so a name only reaches this point with `--set`.
+fn validate_time(target: &str) -> Result<()> {
+    let strict = super::select::parse_time(target);
+    let Err(error) = strict else {
+        return Ok(());
+    };
+    if let Some((time, zone)) = target.rsplit_once(' ')
+        && !zone.is_empty()
+        && zone.starts_with(|c: char| c.is_ascii_alphabetic())
+        && zone
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
+        && !time.ends_with(|c: char| c == '+' || c == '-')
+        && super::select::parse_time(time).is_ok()
+        && !time.get(19..).is_some_and(|rest| rest.contains(['+', '-']))
+    {
+        return Ok(());
+    }
+    Err(error)
+}
+
 /// Check `--target` for the type and `--target-timeline`, as PostgreSQL will when it starts.
 ///
 /// # Errors
@@ -147,9 +172,7 @@ pub fn validate_target(request: &Request) -> Result<()> {
     if request.ty.has_target() {
         let target = request.target.as_deref().unwrap_or_default();
         match request.ty {
-            RecoveryType::Time => {
-                super::select::parse_time(target)?;
-            }
+            RecoveryType::Time => validate_time(target)?,
             RecoveryType::Xid if parse_c_uint(target).is_none() => {
                 return Err(invalid("target", target, "expected a transaction id"));
             }
@@ -520,6 +543,24 @@ mod tests {
                 .message(),
             "invalid date 2023-02-29"
         );
+        // a zone name after the time is PostgreSQL syntax pgBackRest passes through with --set
+        for ok in [
+            "2026-11-25 10:00:00 UTC",
+            "2026-11-25 10:00:00.5 Europe/Paris",
+            "2026-11-25 10:00:00 America/Port-au-Prince",
+        ] {
+            assert!(check(RecoveryType::Time, ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "2026-11-25 10:00:00+01 UTC",
+            "2026-11-25 10:00:00  UTC",
+            "2026-11-25 10:00:00 9UTC",
+            "2026-11-25 10:00:00 U;TC",
+            "2026-02-30 10:00:00 UTC",
+            "tomorrow UTC",
+        ] {
+            assert!(check(RecoveryType::Time, bad).is_err(), "{bad}");
+        }
         // the target is ignored by types without one
         assert!(check(RecoveryType::Default, "whatever").is_ok());
 
