@@ -914,10 +914,17 @@ fn remove_children(dir: &Path) -> Result<()> {
             e,
         )
     };
+    // Listing comes first, and a path that can't be listed is pgBackRest's PathOpenError.
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(path_err(&e)),
+        Err(e) => {
+            return Err(sys(
+                ErrorKind::PathOpen,
+                format!("unable to list file info for path '{}'", dir.display()),
+                &e,
+            ));
+        }
     };
     for entry in entries {
         let entry = entry.map_err(|e| path_err(&e))?;
@@ -1805,9 +1812,18 @@ mod tests {
             )
         );
         storage.remove("missing", true).unwrap();
+        // a recursive remove lists first: pgBackRest's PathOpenError when that fails
         let err = storage.remove_path("d/f", true).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PathOpen);
+        assert_eq!(
+            err.message(),
+            format!(
+                "unable to list file info for path '{}': [20] Not a directory",
+                storage.path("d/f")
+            )
+        );
+        let err = storage.remove_path("d/f", false).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PathRemove);
-        assert!(err.message().ends_with("[20] Not a directory"));
     }
 
     #[test]
