@@ -295,11 +295,10 @@ pub fn get(storage: &dyn Storage, path: &str) -> Result<Option<Vec<u8>>> {
 pub fn put(storage: &dyn Storage, path: &str, data: &[u8], opts: WriteOptions) -> Result<()> {
     let mut writer = storage.open_write(path, opts)?;
     writer.write_all(data).map_err(|e| {
-        Error::io(
-            ErrorKind::FileWrite,
-            "unable to write",
-            join(storage.root(), path),
+        Error::from_io_error(
             &e,
+            ErrorKind::FileWrite,
+            format!("unable to write '{}'", join(storage.root(), path)),
         )
     })?;
     writer.finish()

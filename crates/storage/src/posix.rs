@@ -11,8 +11,10 @@
 //!   `<name>`, fsync the parent directory. Until the rename nothing changes under `<name>`; if any
 //!   step before it fails, or the writer is dropped unfinished, the temp file is removed and the old
 //!   `<name>` (if any) is untouched. A non-atomic write goes straight to `<name>`; on failure or drop
-//!   that partial file is removed. A leftover temp file (crash) is removed and the temp created
-//!   anew (`O_EXCL`), so a link planted at the temp name is never written through or re-moded.
+//!   that partial file is removed. The temp file is held under an exclusive `flock` by its writer:
+//!   a second writer of the same name waits for the first instead of clobbering its file; a
+//!   leftover temp file (crash) has no lock holder and is truncated and reused; a link planted at
+//!   the temp name is removed, never written through or re-moded.
 //! - A write error remembered by the writer makes [`StorageWrite::finish`] fail even if the caller
 //!   ignored it, so a short file is never committed.
 //! - Mode, uid/gid and link destinations are reported as stored (mode masked with 0o777, as in
@@ -496,6 +498,9 @@ struct PosixWrite {
     /// Name being written: the temp name, or `path` when not atomic.
     path_tmp: String,
     file: Option<BufWriter<File>>,
+    /// A second descriptor of the temp file that keeps its lock until the writer is gone (after
+    /// the rename, or after drop removed the temp name).
+    _lock: Option<File>,
     params: WriteParams,
     /// First write/flush error, replayed by later writes and by `finish`.
     failed: Option<io::Error>,
@@ -510,22 +515,20 @@ impl PosixWrite {
         } else {
             path.clone()
         };
-        // A temp name is ours alone: a leftover from a crash is removed and the file created
-        // fresh, so a link planted there is never written through (nor chmod-ed or chown-ed).
-        // The final name of a non-atomic write is opened like any path, following links.
+        // A temp name is ours alone while we hold the exclusive lock on it (see `open_temp`); the
+        // final name of a non-atomic write is opened like any path, following links.
         let open = || {
-            let mut options = OpenOptions::new();
-            options.write(true).mode(params.mode);
             if params.atomic {
-                match fs::remove_file(&path_tmp) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-                options.create_new(true);
+                open_temp(&path_tmp, params.mode)
             } else {
-                options.create(true).truncate(true);
+                let mut options = OpenOptions::new();
+                options
+                    .write(true)
+                    .mode(params.mode)
+                    .create(true)
+                    .truncate(true);
+                options.open(&path_tmp).map(|file| (file, None))
             }
-            options.open(&path_tmp)
         };
         let opened = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound && params.create_path => {
@@ -534,8 +537,8 @@ impl PosixWrite {
             }
             other => other,
         };
-        let file = match opened {
-            Ok(file) => file,
+        let (file, lock) = match opened {
+            Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::new(
                     ErrorKind::FileMissing,
@@ -555,6 +558,7 @@ impl PosixWrite {
             path,
             path_tmp,
             file: Some(BufWriter::with_capacity(WRITE_BUFFER_SIZE, file)),
+            _lock: lock,
             params,
             failed: None,
             committed: false,
@@ -677,6 +681,19 @@ impl PosixWrite {
         Ok(())
     }
 
+    /// A write error that names the file: it crosses `std::io` as an [`Error`] that
+    /// `Error::from_io_error` recovers intact (interruptions stay plain so `write_all` retries).
+    fn named(&self, e: &io::Error) -> io::Error {
+        if e.kind() == io::ErrorKind::Interrupted {
+            return copy_io_error(e);
+        }
+        io::Error::from(sys(
+            ErrorKind::FileWrite,
+            format!("unable to write '{}'", self.path),
+            e,
+        ))
+    }
+
     fn remember(&mut self, e: &io::Error) {
         if e.kind() != io::ErrorKind::Interrupted && self.failed.is_none() {
             self.failed = Some(copy_io_error(e));
@@ -687,7 +704,7 @@ impl PosixWrite {
 impl Write for PosixWrite {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(e) = &self.failed {
-            return Err(copy_io_error(e));
+            return Err(self.named(e));
         }
         let result = match self.file.as_mut() {
             Some(file) => file.write(buf),
@@ -695,13 +712,14 @@ impl Write for PosixWrite {
         };
         if let Err(e) = &result {
             self.remember(e);
+            return Err(self.named(e));
         }
         result
     }
 
     fn flush(&mut self) -> io::Result<()> {
         if let Some(e) = &self.failed {
-            return Err(copy_io_error(e));
+            return Err(self.named(e));
         }
         let result = match self.file.as_mut() {
             Some(file) => file.flush(),
@@ -709,6 +727,7 @@ impl Write for PosixWrite {
         };
         if let Err(e) = &result {
             self.remember(e);
+            return Err(self.named(e));
         }
         result
     }
@@ -731,6 +750,81 @@ impl Drop for PosixWrite {
             drop(buffered.into_parts());
         }
         let _ = fs::remove_file(&self.path_tmp);
+    }
+}
+
+/// How long a writer waits for another live writer of the same temp name to finish.
+const TEMP_WAIT: Duration = Duration::from_secs(60);
+
+/// Open the temp name of an atomic write for this writer alone.
+///
+/// Two processes may write the same file at once (two `archive-push` of one segment). Each takes
+/// an exclusive `flock` on the temp file and truncates it only once the lock is held, so neither
+/// removes, truncates or renames the other's half-written file; the second waits (up to
+/// [`TEMP_WAIT`]) until the first has renamed its file, then writes its own. A leftover of a
+/// crashed writer has no lock holder and is simply reused after truncation. The temp name is
+/// opened with `O_NOFOLLOW` and must be a regular file with one link, so a link planted there is
+/// removed, never written through (nor chmod-ed or chown-ed).
+///
+/// Returns the file and a second descriptor holding the lock.
+fn open_temp(path_tmp: &str, mode: u32) -> io::Result<(File, Option<File>)> {
+    let deadline = std::time::Instant::now() + TEMP_WAIT;
+    loop {
+        let mut options = OpenOptions::new();
+        options
+            .write(true)
+            .create(true)
+            .mode(mode)
+            .custom_flags(nix::libc::O_NOFOLLOW);
+        let file = match options.open(path_tmp) {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                remove_if_present(path_tmp)?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::other(format!(
+                        "another process has been writing it for more than {}s",
+                        TEMP_WAIT.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        // The previous holder may have renamed or removed the name between our open and lock:
+        // then this inode is not (or no longer) the temp name, start over.
+        let ours = file.metadata()?;
+        let named = match fs::symlink_metadata(path_tmp) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if named.dev() != ours.dev() || named.ino() != ours.ino() {
+            continue;
+        }
+        if !ours.file_type().is_file() || ours.nlink() != 1 {
+            // not something this writer may truncate: remove the name (we hold the lock, so no
+            // live writer owns it) and create a fresh file
+            remove_if_present(path_tmp)?;
+            continue;
+        }
+        file.set_len(0)?;
+        let lock = file.try_clone()?;
+        return Ok((file, Some(lock)));
+    }
+}
+
+fn remove_if_present(path: &str) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -1540,6 +1634,7 @@ mod tests {
             path,
             path_tmp,
             file: Some(BufWriter::with_capacity(WRITE_BUFFER_SIZE, dev_full)),
+            _lock: None,
             params: WriteParams {
                 mode: DEFAULT_FILE_MODE,
                 path_mode: DEFAULT_PATH_MODE,
@@ -1577,10 +1672,21 @@ mod tests {
 
         // big write: fails inside write(); a caller ignoring that still cannot commit
         let mut writer = writer_on_dev_full(&storage, "f");
-        let io_err = writer.write_all(&vec![1u8; 1 << 20]).unwrap_err();
-        assert_eq!(io_err.raw_os_error(), Some(28));
-        assert_eq!(writer.write(b"more").unwrap_err().raw_os_error(), Some(28));
-        assert_eq!(writer.flush().unwrap_err().raw_os_error(), Some(28));
+        let full = format!(
+            "unable to write '{}': [28] No space left on device",
+            storage.path("f")
+        );
+        let message = |e: std::io::Error| {
+            Error::from_io_error(&e, ErrorKind::FileWrite, "lost the path")
+                .message()
+                .to_string()
+        };
+        assert_eq!(
+            message(writer.write_all(&vec![1u8; 1 << 20]).unwrap_err()),
+            full
+        );
+        assert_eq!(message(writer.write(b"more").unwrap_err()), full);
+        assert_eq!(message(writer.flush().unwrap_err()), full);
         let err = writer.finish().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::FileWrite);
         assert!(err.message().ends_with("[28] No space left on device"));
@@ -1606,6 +1712,53 @@ mod tests {
         assert_eq!(get(&storage, "victim").unwrap().unwrap(), b"precious");
         assert_eq!(detail(&storage, "victim").mode, 0o604);
         assert_eq!(names(&storage, ""), ["f", "victim"]);
+    }
+
+    #[test]
+    fn hard_links_at_the_temp_name_are_not_truncated() {
+        let (_dir, storage) = setup();
+        put(&storage, "victim", b"precious", WriteOptions::default()).unwrap();
+        fs::hard_link(storage.path("victim"), storage.path("f.pgbackrest.tmp")).unwrap();
+        put(&storage, "f", b"new", WriteOptions::default()).unwrap();
+        assert_eq!(get(&storage, "f").unwrap().unwrap(), b"new");
+        assert_eq!(get(&storage, "victim").unwrap().unwrap(), b"precious");
+        assert_eq!(names(&storage, ""), ["f", "victim"]);
+    }
+
+    #[test]
+    fn a_second_writer_of_the_same_file_waits_for_the_first() {
+        let (_dir, storage) = setup();
+        let storage = std::sync::Arc::new(storage);
+        let mut first = storage.open_write("seg", WriteOptions::default()).unwrap();
+        first.write_all(&vec![b'a'; 100_000]).unwrap();
+        first.flush().unwrap();
+        let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+        let second = {
+            let storage = std::sync::Arc::clone(&storage);
+            std::thread::spawn(move || {
+                let mut second = storage.open_write("seg", WriteOptions::default()).unwrap();
+                opened_tx.send(()).unwrap();
+                second.write_all(&vec![b'b'; 50_000]).unwrap();
+                second.finish().unwrap();
+            })
+        };
+        // the second writer must not get the temp file while the first holds it
+        assert!(
+            opened_rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the second writer opened the temp file the first is writing"
+        );
+        first.write_all(&vec![b'a'; 100_000]).unwrap();
+        first.finish().unwrap();
+        assert_eq!(
+            get(storage.as_ref(), "seg").unwrap().unwrap(),
+            vec![b'a'; 200_000]
+        );
+        second.join().unwrap();
+        assert_eq!(
+            get(storage.as_ref(), "seg").unwrap().unwrap(),
+            vec![b'b'; 50_000]
+        );
+        assert_eq!(names(storage.as_ref(), ""), ["seg"]);
     }
 
     const FSIZE_CHILD_ENV: &str = "PGKEEP_STORAGE_FSIZE_CHILD";

@@ -16,6 +16,7 @@
 mod archive;
 mod backup;
 mod common;
+mod faults;
 mod restore;
 mod retention;
 mod stanza;

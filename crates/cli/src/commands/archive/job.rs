@@ -50,7 +50,7 @@ use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::PgVersion;
 use pgkeep_pg::wal::{self, WalSegSize};
 use pgkeep_repo::{archive, layout};
-use pgkeep_storage::{ReadOptions, Storage, StorageWrite, WriteOptions, join};
+use pgkeep_storage::{InfoLevel, ReadOptions, Storage, StorageWrite, WriteOptions, join};
 
 use super::repo_error_line;
 
@@ -541,8 +541,10 @@ fn push_segment(
             continue;
         }
         let temp_path = layout::archive_file_path(stanza, &repo.archive_id, &temp);
+        // Atomic itself: the storage locks its own temp name, so two processes pushing the same
+        // segment never write into one file; the complete file appears under `temp` at finish.
         let opts = WriteOptions {
-            atomic: false,
+            atomic: true,
             sync_file: true,
             sync_path: false,
             ..WriteOptions::default()
@@ -590,6 +592,14 @@ fn push_segment(
                 let path = layout::archive_file_path(stanza, &repo.archive_id, &destination);
                 repo.storage
                     .move_file(&target.temp_path, &path)
+                    .or_else(|e| {
+                        // another process pushing the same segment moved the complete file
+                        // first: the name holds the content's SHA-1, so it is this content
+                        match repo.storage.info(&path, InfoLevel::Exists, false) {
+                            Ok(Some(_)) => Ok(()),
+                            _ => Err(e),
+                        }
+                    })
                     .inspect_err(|_| {
                         let _ = repo.storage.remove(&target.temp_path, true);
                     })
