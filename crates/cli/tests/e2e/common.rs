@@ -88,9 +88,10 @@ impl Site {
     }
 }
 
-pub fn read_tree(path: &Path) -> Vec<(String, Vec<u8>)> {
+/// Every file (not directory) below `root`, sorted; unreadable directories are passed over.
+pub fn files_below(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -100,13 +101,22 @@ pub fn read_tree(path: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((
-                    p.display().to_string(),
-                    std::fs::read(&p).unwrap_or_default(),
-                ));
+                out.push(p);
             }
         }
     }
+    out.sort();
+    out
+}
+
+pub fn read_tree(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = files_below(path)
+        .into_iter()
+        .map(|p| {
+            let content = std::fs::read(&p).unwrap_or_default();
+            (p.display().to_string(), content)
+        })
+        .collect();
     out.sort();
     out
 }

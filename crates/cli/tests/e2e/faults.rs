@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pgkeep_testkit::{as_owner, run_as_owner};
 
-use crate::common::{PGKEEP, Site};
+use crate::common::{PGKEEP, Site, files_below};
 
 /// Run pgkeep as the cluster owner with writes limited to `limit_kib` KiB per file.
 fn limited(site: &Site, limit_kib: u64, args: &[&str]) -> Output {
@@ -52,22 +52,21 @@ fn one_error_line(out: &Output, what: &str) -> String {
 
 /// Every file under `root` whose name is a temp name of an atomic write.
 fn temp_files(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.to_string_lossy().ends_with(".tmp") {
-                found.push(path);
-            }
-        }
-    }
-    found
+    files_below(root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect()
+}
+
+/// Files of the stanza's archive whose name starts with `segment`.
+fn stored_copies(repo: &Path, segment: &str) -> Vec<PathBuf> {
+    files_below(&repo.join("archive/demo"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(segment))
+        })
+        .collect()
 }
 
 /// Backup labels listed by `pgkeep info --output=json`.
@@ -194,21 +193,6 @@ fn failed_disk_writes_leave_the_repository_as_it_was() {
     let copy = site.dir.path().join(&current);
     std::fs::copy(c.data_dir().join("pg_wal").join(&current), &copy).unwrap();
     pgkeep_testkit::give_to_pg_user(&copy).unwrap();
-    let archive = repo.join("archive/demo");
-    let count_segments = |name: &str| {
-        let mut n = 0;
-        let mut stack = vec![archive.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-                if entry.path().is_dir() {
-                    stack.push(entry.path());
-                } else if entry.file_name().to_string_lossy().starts_with(name) {
-                    n += 1;
-                }
-            }
-        }
-        n
-    };
     let copy_arg = copy.display().to_string();
     let out = limited(&site, 4096, &["--stanza=demo", "archive-push", &copy_arg]);
     // pgBackRest's shape: `archive-push command encountered error(s):` and a line per repository
@@ -219,10 +203,18 @@ fn failed_disk_writes_leave_the_repository_as_it_was() {
         text.contains("repo1: [FileWriteError]") && text.contains("File too large"),
         "{text}"
     );
-    assert_eq!(count_segments(&current), 0, "nothing stored for {current}");
+    assert_eq!(
+        stored_copies(&repo, &current).len(),
+        0,
+        "nothing stored for {current}"
+    );
     assert_eq!(temp_files(&repo), Vec::<PathBuf>::new(), "temp files left");
     site.ok(PGKEEP, &["--stanza=demo", "archive-push", &copy_arg]);
-    assert_eq!(count_segments(&current), 1, "{current} stored once");
+    assert_eq!(
+        stored_copies(&repo, &current).len(),
+        1,
+        "{current} stored once"
+    );
 }
 
 /// Start pgkeep as the cluster owner in the background.
@@ -306,17 +298,7 @@ fn racing_commands_are_refused_by_the_lock_and_leave_one_consistent_repository()
         let out = push.wait_with_output().unwrap();
         assert!(out.status.success(), "concurrent push: {}", stderr(&out));
     }
-    let mut stored = Vec::new();
-    let mut stack = vec![site.repo().join("archive/demo")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            if entry.path().is_dir() {
-                stack.push(entry.path());
-            } else if entry.file_name().to_string_lossy().starts_with(&current) {
-                stored.push(entry.path());
-            }
-        }
-    }
+    let stored = stored_copies(&site.repo(), &current);
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(temp_files(&site.repo()), Vec::<PathBuf>::new());
 }

@@ -154,7 +154,6 @@ fn validate_time(target: &str) -> Result<()> {
         && zone
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
-        && !time.ends_with(|c: char| c == '+' || c == '-')
         && super::select::parse_time(time).is_ok()
         && !time.get(19..).is_some_and(|rest| rest.contains(['+', '-']))
     {
