@@ -4,12 +4,14 @@
 //! Contract:
 //! - A lock is `<lock-path>/<stanza>-<archive|backup>.lock`, opened `O_RDWR|O_CREAT` (0640) and held
 //!   with a non-blocking exclusive `flock`. The kernel drops the lock when the process dies, so a
-//!   stale file never blocks anyone; its content is one line of JSON `{"execId":"..","pid":N}`.
+//!   stale file never blocks anyone. Its content is pgBackRest's JSON, byte for byte and without a
+//!   newline: `{"execId":"..","pid":N}`, or `{"execId":"..","pctCplt":N,"pid":N}` while a backup
+//!   records its progress (percent × 100, see [`BackupPercent`]); `info` shows that percentage.
 //! - Release removes the file, then closes it (dropping [`LockGuard`] does both).
 //! - A stop file is `<lock-path>/<stanza>.stop` or `<lock-path>/all.stop`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -72,7 +74,7 @@ pub fn acquire(
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 // Another process of the same command run (same exec id) counts as holding it for us.
-                if read_lock(&path).is_some_and(|(id, _, _)| id == exec_id) {
+                if read_lock(&path).is_some_and(|data| data.exec_id == exec_id) {
                     continue;
                 }
                 return Err(Error::new(
@@ -93,20 +95,7 @@ pub fn acquire(
             }
         }
         let mut file = file;
-        let content = format!(
-            "{{\"execId\":\"{exec_id}\",\"pid\":{}}}\n",
-            std::process::id()
-        );
-        file.set_len(0)
-            .and_then(|()| file.write_all(content.as_bytes()))
-            .map_err(|e| {
-                Error::io(
-                    ErrorKind::FileWrite,
-                    "unable to write lock file",
-                    path.display(),
-                    &e,
-                )
-            })?;
+        rewrite(&mut file, &path, &LockData::ours(exec_id, None))?;
         guard.held.push((path, file));
     }
     Ok(guard)
@@ -166,25 +155,162 @@ fn open_lock(path: &Path) -> Result<File> {
     }
 }
 
-/// Read a lock file: `(exec id, pid, percent complete x100)`; `None` when absent or unreadable.
+/// The content of a lock file (pgBackRest `LockData`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockData {
+    /// Exec id of the holder: processes of one command run share it.
+    pub exec_id: String,
+    /// Progress of a running backup, percent × 100 (`4242` = 42.42%), when recorded.
+    pub percent_complete: Option<u32>,
+    /// Process id of the holder.
+    pub pid: i64,
+}
+
+impl LockData {
+    /// The data of this process.
+    #[must_use]
+    pub fn ours(exec_id: &str, percent_complete: Option<u32>) -> LockData {
+        LockData {
+            exec_id: exec_id.to_string(),
+            percent_complete,
+            pid: i64::from(std::process::id()),
+        }
+    }
+
+    /// The bytes pgBackRest writes: keys in its order, no whitespace, no newline.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let exec_id = serde_json::Value::String(self.exec_id.clone());
+        match self.percent_complete {
+            Some(pct) => format!(
+                "{{\"execId\":{exec_id},\"pctCplt\":{pct},\"pid\":{}}}",
+                self.pid
+            ),
+            None => format!("{{\"execId\":{exec_id},\"pid\":{}}}", self.pid),
+        }
+    }
+
+    /// Parse lock file content; `None` when it is not a valid lock (pgBackRest's "invalid"): not a
+    /// JSON object, `execId` or `pid` missing, or a `pctCplt` that is not an unsigned 32-bit number.
+    /// Whatever follows the object is ignored, as pgBackRest ignores it.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<LockData> {
+        let value: serde_json::Value = serde_json::Deserializer::from_str(text)
+            .into_iter()
+            .next()?
+            .ok()?;
+        let exec_id = value.get("execId")?.as_str()?.to_string();
+        let pid = value.get("pid")?.as_i64()?;
+        let percent_complete = match value.get("pctCplt") {
+            None => None,
+            Some(v) => Some(u32::try_from(v.as_u64()?).ok()?),
+        };
+        Some(LockData {
+            exec_id,
+            percent_complete,
+            pid,
+        })
+    }
+}
+
+/// Replace the content of an open lock file: write from the start, then cut what is left of a
+/// longer previous content. A reader never sees an empty file this way (a backup's content only
+/// grows while it copies); at worst, while the content shrinks, it sees the new JSON followed by a
+/// tail of the old one, which [`LockData::parse`] ignores as pgBackRest's reader does.
+fn rewrite(file: &mut File, path: &Path, data: &LockData) -> Result<()> {
+    let bytes = data.to_json();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.write_all(bytes.as_bytes()))
+        .and_then(|()| file.set_len(bytes.len() as u64))
+        .map_err(|e| {
+            Error::io(
+                ErrorKind::FileWrite,
+                "unable to write lock file",
+                path.display(),
+                &e,
+            )
+        })
+}
+
+/// Read a lock file; `None` when absent, unreadable or invalid.
 #[must_use]
-pub fn read_lock(path: &Path) -> Option<(String, i64, Option<u64>)> {
+pub fn read_lock(path: &Path) -> Option<LockData> {
     let mut text = String::new();
     File::open(path).ok()?.read_to_string(&mut text).ok()?;
-    let value: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
-    let exec_id = value.get("execId")?.as_str()?.to_string();
-    let pid = value.get("pid")?.as_i64()?;
-    let pct = value.get("pctCplt").and_then(serde_json::Value::as_u64);
-    Some((exec_id, pid, pct))
+    LockData::parse(&text)
 }
 
 /// Is the lock held by a live process right now? Returns the lock content when it is.
 #[must_use]
-pub fn held(path: &Path) -> Option<(String, i64, Option<u64>)> {
+pub fn held(path: &Path) -> Option<LockData> {
     let file = File::open(path).ok()?;
     match file.try_lock_shared() {
         Ok(()) => None,
         Err(_) => read_lock(path),
+    }
+}
+
+/// Rewrite the backup lock of `stanza`, held by this command run, with `percent_complete`
+/// (pgBackRest `lockWriteData()`); `None` removes the percentage, as pgBackRest does before the
+/// expire that follows a backup.
+///
+/// # Errors
+/// `FileOpen`/`FileWrite` naming the lock file.
+pub fn write_backup_data(
+    lock_path: &str,
+    stanza: &str,
+    exec_id: &str,
+    percent_complete: Option<u32>,
+) -> Result<()> {
+    let path = lock_file(lock_path, stanza, false);
+    let mut file = OpenOptions::new().write(true).open(&path).map_err(|e| {
+        Error::io(
+            ErrorKind::FileOpen,
+            "unable to open lock file",
+            path.display(),
+            &e,
+        )
+    })?;
+    rewrite(&mut file, &path, &LockData::ours(exec_id, percent_complete))
+}
+
+/// A backup's progress as recorded in its lock file (pgBackRest `backupJobResult()`): zero when the
+/// copy starts, then rewritten whenever the percentage (× 100, from bytes copied over bytes to copy)
+/// has grown by more than 0.10% since it was last written — a few hundred writes at most.
+#[derive(Debug)]
+pub struct BackupPercent {
+    lock_path: String,
+    stanza: String,
+    exec_id: String,
+    current: u32,
+}
+
+impl BackupPercent {
+    /// Record 0% in the lock file.
+    ///
+    /// # Errors
+    /// As [`write_backup_data`].
+    pub fn start(lock_path: &str, stanza: &str, exec_id: &str) -> Result<BackupPercent> {
+        write_backup_data(lock_path, stanza, exec_id, Some(0))?;
+        Ok(BackupPercent {
+            lock_path: lock_path.to_string(),
+            stanza: stanza.to_string(),
+            exec_id: exec_id.to_string(),
+            current: 0,
+        })
+    }
+
+    /// `done` of `total` bytes are copied: rewrite the lock file when the change is significant.
+    ///
+    /// # Errors
+    /// As [`write_backup_data`].
+    pub fn update(&mut self, done: u64, total: u64) -> Result<()> {
+        let percent = crate::progress::percent_x100(done, total);
+        if percent.wrapping_sub(self.current) > 10 {
+            self.current = percent;
+            write_backup_data(&self.lock_path, &self.stanza, &self.exec_id, Some(percent))?;
+        }
+        Ok(())
     }
 }
 
@@ -241,10 +367,16 @@ mod tests {
         let lp = path.to_str().unwrap();
         let guard = acquire(lp, "demo", LockType::All, "1-aaaaaaaa").unwrap();
         let backup = lock_file(lp, "demo", false);
-        let (id, pid, pct) = read_lock(&backup).unwrap();
         assert_eq!(
-            (id.as_str(), pid, pct),
-            ("1-aaaaaaaa", i64::from(std::process::id()), None)
+            std::fs::read_to_string(&backup).unwrap(),
+            format!(
+                "{{\"execId\":\"1-aaaaaaaa\",\"pid\":{}}}",
+                std::process::id()
+            )
+        );
+        assert_eq!(
+            read_lock(&backup).unwrap(),
+            LockData::ours("1-aaaaaaaa", None)
         );
         assert!(held(&backup).is_some());
         let err = acquire(lp, "demo", LockType::Backup, "2-bbbbbbbb").unwrap_err();
@@ -259,6 +391,83 @@ mod tests {
         drop(guard);
         assert!(!backup.exists());
         let _other = acquire(lp, "demo", LockType::Backup, "2-bbbbbbbb").unwrap();
+    }
+
+    #[test]
+    fn lock_data_round_trips_in_pgbackrest_bytes() {
+        let data = LockData {
+            exec_id: "123-abcdef01".to_string(),
+            percent_complete: Some(2345),
+            pid: 123,
+        };
+        let text = data.to_json();
+        assert_eq!(
+            text,
+            r#"{"execId":"123-abcdef01","pctCplt":2345,"pid":123}"#
+        );
+        assert_eq!(LockData::parse(&text), Some(data.clone()));
+        let plain = LockData {
+            percent_complete: None,
+            ..data
+        };
+        assert_eq!(plain.to_json(), r#"{"execId":"123-abcdef01","pid":123}"#);
+        assert_eq!(LockData::parse(&plain.to_json()), Some(plain));
+        // what pgBackRest wrote, with a trailing newline from an older pgkeep
+        assert_eq!(
+            LockData::parse("{\"execId\":\"9-x\",\"pid\":9}\n").map(|d| d.pid),
+            Some(9)
+        );
+        // a shorter content written over a longer one, caught before the cut
+        assert_eq!(
+            LockData::parse(r#"{"execId":"a","pid":1}"pid":1}"#).map(|d| d.percent_complete),
+            Some(None)
+        );
+        // invalid locks, as pgBackRest's reader rejects them
+        assert_eq!(LockData::parse(r#"{"pid":1}"#), None);
+        assert_eq!(
+            LockData::parse(r#"{"execId":"a","pctCplt":-1,"pid":1}"#),
+            None
+        );
+        assert_eq!(
+            LockData::parse(r#"{"execId":"a","pctCplt":"1","pid":1}"#),
+            None
+        );
+        assert_eq!(
+            LockData::parse(r#"{"execId":"a","pctCplt":4294967296,"pid":1}"#),
+            None
+        );
+        assert_eq!(LockData::parse(""), None);
+    }
+
+    #[test]
+    fn backup_percent_is_written_when_it_moves_more_than_a_tenth() {
+        let dir = tempfile::tempdir().unwrap();
+        let lp = dir.path().to_str().unwrap();
+        let guard = acquire(lp, "demo", LockType::Backup, "7-00000007").unwrap();
+        let path = lock_file(lp, "demo", false);
+        let pct = || held(&path).unwrap().percent_complete;
+        let mut percent = BackupPercent::start(lp, "demo", "7-00000007").unwrap();
+        assert_eq!(pct(), Some(0));
+        percent.update(10, 10_000).unwrap(); // 0.10%: not more than 0.10
+        assert_eq!((pct(), percent.current), (Some(0), 0));
+        percent.update(11, 10_000).unwrap(); // 0.11%
+        assert_eq!(pct(), Some(11));
+        percent.update(2_345, 10_000).unwrap();
+        assert_eq!(pct(), Some(2345));
+        percent.update(10_000, 10_000).unwrap();
+        assert_eq!(pct(), Some(10_000));
+        // shorter content after longer: no leftover bytes
+        write_backup_data(lp, "demo", "7-00000007", None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!(
+                "{{\"execId\":\"7-00000007\",\"pid\":{}}}",
+                std::process::id()
+            )
+        );
+        drop(guard);
+        assert!(held(&path).is_none());
+        assert!(write_backup_data(lp, "demo", "7-00000007", Some(1)).is_err());
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! - The file is `<log-path>/<stanza|all>-<command>.log`, opened in append mode with a
 //!   `PROCESS START` banner; when it cannot be opened a warning is logged and the command goes on.
 //!
+//! - A transient status line (the progress display, `crate::progress`) may be drawn on stderr with
+//!   [`Logger::status`]; it is erased before any console line is written, under the same lock, so
+//!   log lines and the status line never interleave.
+//!
 //! The logger is passed explicitly (no global); it is cheap to share behind an `Arc`.
 
 use std::fs::{File, OpenOptions};
@@ -97,6 +101,8 @@ pub struct Logger {
     file: Mutex<Option<File>>,
     /// `--dry-run`: every message is prefixed `[DRY-RUN] ` (after the error code), as pgBackRest does.
     dry_run: AtomicBool,
+    /// Width of the status line drawn on stderr (0: none); also serialises console output.
+    status: Mutex<usize>,
 }
 
 #[allow(dead_code, reason = "detail/debug logging is used as commands grow")]
@@ -108,6 +114,7 @@ impl Logger {
             settings,
             file: Mutex::new(None),
             dry_run: AtomicBool::new(false),
+            status: Mutex::new(0),
         }
     }
 
@@ -184,6 +191,26 @@ impl Logger {
         self.log(Level::Debug, None, message);
     }
 
+    /// Draw `line` as the status line on stderr, in place of the previous one.
+    pub fn status(&self, line: &str) {
+        let Ok(mut width) = self.status.lock() else {
+            return;
+        };
+        let len = line.chars().count();
+        let pad = width.saturating_sub(len);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{line}{}", " ".repeat(pad));
+        let _ = err.flush();
+        *width = len;
+    }
+
+    /// Erase the status line, if one is drawn.
+    pub fn status_clear(&self) {
+        if let Ok(mut width) = self.status.lock() {
+            erase_status(&mut width);
+        }
+    }
+
     /// Log `message` at `level`, with an error code when given.
     pub fn log(&self, level: Level, code: Option<u8>, message: &str) {
         if level == Level::Off || !self.enabled(level) {
@@ -207,10 +234,16 @@ impl Logger {
         let short_prefix = format!("{}: ", level.label());
         let short = format!("{short_prefix}{code_text}{message}");
 
-        if level <= self.settings.stderr {
-            write_indented(&mut std::io::stderr().lock(), &short, short_prefix.len());
-        } else if level <= self.settings.console {
-            write_indented(&mut std::io::stdout().lock(), &full, prefix.len());
+        if level <= self.settings.stderr || level <= self.settings.console {
+            let mut status = self.status.lock().ok();
+            if let Some(width) = status.as_deref_mut() {
+                erase_status(width);
+            }
+            if level <= self.settings.stderr {
+                write_indented(&mut std::io::stderr().lock(), &short, short_prefix.len());
+            } else {
+                write_indented(&mut std::io::stdout().lock(), &full, prefix.len());
+            }
         }
         if level <= self.settings.file
             && let Ok(mut slot) = self.file.lock()
@@ -218,6 +251,16 @@ impl Logger {
         {
             write_indented(file, &full, prefix.len());
         }
+    }
+}
+
+/// Erase a status line of `width` characters from stderr.
+fn erase_status(width: &mut usize) {
+    if *width > 0 {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{}\r", " ".repeat(*width));
+        let _ = err.flush();
+        *width = 0;
     }
 }
 

@@ -1,17 +1,22 @@
 //! The pgkeep binary: parse the configuration, set up logging, run one command, and map errors to
 //! pgBackRest's messages and exit codes (`ERROR: [NNN]: message`, exit code NNN).
+//!
+//! As in pgBackRest's `main()`, a successful `backup` is followed by `expire` in the same process
+//! (`expire-auto`, on by default): the backup ends (its end line), the expire begins (its begin line,
+//! its own log file), and the exit code is the expire's. The backup lock is held across both.
 
 mod commands;
 mod ctx;
 mod lock;
 mod log;
+mod progress;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use pgkeep_base::Error;
-use pgkeep_config::{Config, LogLevelDefault, OptionId, ParseInput};
+use pgkeep_config::{CommandId, Config, LogLevelDefault, OptionId, ParseInput};
 
 use crate::ctx::Ctx;
 use crate::log::{Level, LogSettings, Logger};
@@ -20,7 +25,10 @@ use crate::log::{Level, LogSettings, Logger};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
-    let input = ParseInput::from_process();
+    let mut input = ParseInput::from_process();
+    // not an option (it only switches the terminal display): kept from the option parser, which
+    // would warn about an unknown `PGKEEP_*` option
+    input.env.retain(|(name, _)| name != progress::ENV);
     let cfg = match pgkeep_config::parse(&input) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -48,7 +56,9 @@ fn level(cfg: &Config, opt: OptionId, default: Level) -> Level {
     cfg.str(opt).and_then(Level::from_name).unwrap_or(default)
 }
 
-fn logger_for(cfg: &Config) -> Logger {
+/// The logger of `command`: the parsed command, or the expire that follows a backup, which logs to
+/// its own file (`<stanza>-expire.log`) as pgBackRest's `cfgLoadLogFile()` does after the switch.
+fn logger_for(cfg: &Config, command: CommandId) -> Logger {
     let settings = LogSettings {
         console: level(cfg, OptionId::LogLevelConsole, Level::Warn),
         stderr: level(cfg, OptionId::LogLevelStderr, Level::Warn),
@@ -58,7 +68,6 @@ fn logger_for(cfg: &Config) -> Logger {
     };
     let mut logger = Logger::new(settings);
     logger.set_dry_run(cfg.valid(OptionId::DryRun) && cfg.bool(OptionId::DryRun));
-    let command = cfg.command();
     if command.logs_to_file() {
         let log_path = cfg.str(OptionId::LogPath).unwrap_or("/var/log/pgbackrest");
         let stanza = cfg.str(OptionId::Stanza).unwrap_or("all");
@@ -67,65 +76,192 @@ fn logger_for(cfg: &Config) -> Logger {
     logger
 }
 
-/// The options shown at `command begin`, with the generated exec id as pgBackRest shows it.
-fn ctx_display_options(cfg: &Config, exec_id: &str) -> Vec<String> {
+/// The options shown when `command` begins, with the generated exec id as pgBackRest shows it.
+/// Only options valid for `command` are shown (pgBackRest `cmdOption()`): the expire that follows
+/// a backup does not list the backup's own options.
+fn ctx_display_options(cfg: &Config, command: CommandId, exec_id: &str) -> Vec<String> {
     let mut options = cfg.display_options();
+    if command != cfg.command() {
+        let mut names = std::collections::BTreeSet::new();
+        for def in pgkeep_config::options() {
+            if !cfg.valid(def.id) || !def.valid(command, cfg.role()) {
+                continue;
+            }
+            match def.group {
+                Some(group) => {
+                    names.extend(cfg.indexes(group).into_iter().map(|k| def.index_name(k)))
+                }
+                None => {
+                    names.insert(def.name.to_string());
+                }
+            }
+        }
+        options.retain(|item| {
+            let Some(name) = item.strip_prefix("--") else {
+                return true; // command parameters
+            };
+            let name = name.split('=').next().unwrap_or(name);
+            names.contains(name)
+                || ["no-", "reset-"]
+                    .iter()
+                    .any(|p| name.strip_prefix(p).is_some_and(|n| names.contains(n)))
+        });
+    }
     if !options.iter().any(|o| o.starts_with("--exec-id=")) {
         options.push(format!("--exec-id={exec_id}"));
     }
     options
 }
 
+/// The `command begin`/`command end` lines of one command (pgBackRest `cmdBegin()`/`cmdEnd()`),
+/// at the command's default level.
+struct Announce {
+    command: CommandId,
+    level: Level,
+    begin: Instant,
+}
+
+impl Announce {
+    /// Log the begin line of `command`.
+    fn begin(ctx: &Ctx, command: CommandId) -> Announce {
+        let level = match command.log_level_default() {
+            LogLevelDefault::Info => Level::Info,
+            LogLevelDefault::Debug => Level::Debug,
+        };
+        let mut options = ctx_display_options(&ctx.cfg, command, &ctx.exec_id);
+        options.sort();
+        ctx.log.log(
+            level,
+            None,
+            &format!(
+                "{} command begin {VERSION}: {}",
+                command.name(),
+                options.join(" ")
+            ),
+        );
+        Announce {
+            command,
+            level,
+            begin: Instant::now(),
+        }
+    }
+
+    /// Log the end line: success (with the elapsed time when timestamps are logged, as pgBackRest
+    /// does), or the error and its code.
+    fn end(&self, ctx: &Ctx, result: &Result<u8, Error>) {
+        let text = match result {
+            Ok(_) if ctx.cfg.bool(OptionId::LogTimestamp) => format!(
+                "completed successfully ({}ms)",
+                self.begin.elapsed().as_millis()
+            ),
+            Ok(_) => "completed successfully".to_string(),
+            Err(e) => {
+                ctx.log.error(e.code(), &full_message(e));
+                format!("aborted with exception [{:03}]", e.code())
+            }
+        };
+        ctx.log.log(
+            self.level,
+            None,
+            &format!("{} command end: {text}", self.command.name()),
+        );
+    }
+}
+
 /// Run the configured command; returns the exit code.
 fn run(cfg: Config) -> u8 {
     let command = cfg.command();
-    let logger = Arc::new(logger_for(&cfg));
+    let logger = Arc::new(logger_for(&cfg, command));
     let exec_id = cfg
         .str(OptionId::ExecId)
         .map_or_else(lock::new_exec_id, str::to_string);
-    let begin = Instant::now();
-    // pgBackRest logs the begin/end lines of every command at the command's default level.
-    let announce_level = match command.log_level_default() {
-        LogLevelDefault::Info => Level::Info,
-        LogLevelDefault::Debug => Level::Debug,
-    };
-    let announce = |message: &str| logger.log(announce_level, None, message);
-    {
-        let mut options = ctx_display_options(&cfg, &exec_id);
-        options.sort();
-        announce(&format!(
-            "{} command begin {VERSION}: {}",
-            command.name(),
-            options.join(" ")
-        ));
-    }
-    // pgBackRest logs configuration warnings after the command begin line.
-    for warning in cfg.warnings() {
-        logger.warn(warning);
-    }
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         cfg,
-        log: Arc::clone(&logger),
+        log: logger,
         exec_id,
     };
-    let result = commands::run(&ctx);
+    let mut announce = Announce::begin(&ctx, command);
+    // pgBackRest logs configuration warnings after the command begin line.
+    for warning in ctx.cfg.warnings() {
+        ctx.log.warn(warning);
+    }
+    let result = if command == CommandId::Backup {
+        backup_then_expire(&mut ctx, &mut announce)
+    } else {
+        commands::run(&ctx)
+    };
+    announce.end(&ctx, &result);
     match result {
-        Ok(code) => {
-            announce(&format!(
-                "{} command end: completed successfully ({}ms)",
-                command.name(),
-                begin.elapsed().as_millis()
-            ));
-            code
-        }
-        Err(e) => {
-            logger.error(e.code(), &full_message(&e));
-            announce(&format!(
-                "{} command end: aborted with exception [{:03}]",
-                command.name(),
-                e.code()
-            ));
-            e.code()
-        }
+        Ok(code) => code,
+        Err(e) => e.code(),
+    }
+}
+
+/// `backup`, then — when it succeeded and `expire-auto` is on — `expire` in the same process, as
+/// pgBackRest's `main()` does: the backup's end line, the expire's begin line (and log file), the
+/// percentage removed from the lock file, then retention. The backup lock is taken before the
+/// backup and held until the expire has ended, so no other backup or expire runs in between.
+fn backup_then_expire(ctx: &mut Ctx, announce: &mut Announce) -> Result<u8, Error> {
+    let stanza = ctx.stanza()?.to_string();
+    let _lock = lock::acquire(
+        ctx.lock_path(),
+        &stanza,
+        lock::LockType::Backup,
+        &ctx.exec_id,
+    )?;
+    commands::run(ctx)?;
+    if !ctx.cfg.bool(OptionId::ExpireAuto) {
+        return Ok(0);
+    }
+    announce.end(ctx, &Ok(0));
+    ctx.log = Arc::new(logger_for(&ctx.cfg, CommandId::Expire));
+    *announce = Announce::begin(ctx, CommandId::Expire);
+    lock::write_backup_data(ctx.lock_path(), &stanza, &ctx.exec_id, None)?;
+    commands::expire::run_after_backup(ctx)?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        pgkeep_config::parse(&ParseInput {
+            args: args.iter().map(|a| (*a).to_string()).collect(),
+            env: Vec::new(),
+            default_config: Vec::new(),
+            default_include_path: "/nonexistent/conf.d".to_string(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn expire_after_backup_lists_only_options_valid_for_expire() {
+        let cfg = parse(&[
+            "--stanza=demo",
+            "--pg1-path=/pg",
+            "--repo1-path=/r",
+            "--repo1-retention-full=2",
+            "--type=full",
+            "--start-fast",
+            "--no-compress",
+            "--log-level-console=info",
+            "backup",
+        ]);
+        let backup = ctx_display_options(&cfg, CommandId::Backup, "1-00000001");
+        assert!(backup.contains(&"--type=full".to_string()), "{backup:?}");
+        assert!(backup.contains(&"--start-fast".to_string()), "{backup:?}");
+        let mut expire = ctx_display_options(&cfg, CommandId::Expire, "1-00000001");
+        expire.sort();
+        assert_eq!(
+            expire,
+            [
+                "--exec-id=1-00000001",
+                "--log-level-console=info",
+                "--repo1-path=/r",
+                "--repo1-retention-full=2",
+                "--stanza=demo",
+            ]
+        );
     }
 }

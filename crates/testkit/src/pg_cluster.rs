@@ -18,6 +18,10 @@
 //! - [`PgCluster::adopt`] starts an existing data directory (a restored one) on a free port with
 //!   its own socket directory, passed as server options so the directory's configuration is not
 //!   edited; drop stops it and leaves the data directory in place.
+//! - [`PgCluster::start_standby`] makes a streaming standby of a running cluster
+//!   (`pg_basebackup -R -X stream -c fast` as the servers' OS user, each tablespace mapped into the
+//!   standby's own directory) and starts it like an adopted cluster, on its own free port and
+//!   socket directory. Drop stops it and removes its directory, as for [`PgCluster::start`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -244,28 +248,109 @@ impl PgCluster {
             running: false,
             server_args: Vec::new(),
         };
+        cluster.start_with_args(settings)?;
+        Ok(cluster)
+    }
+
+    /// Makes a streaming standby of this running cluster and starts it (see the module
+    /// contract). `settings` are server `-c` overrides as for [`PgCluster::adopt`]. The standby
+    /// replicates over this cluster's Unix socket as `postgres`, so this cluster must keep
+    /// running while the standby is used.
+    pub fn start_standby(&self, settings: &[(&str, &str)]) -> Result<PgCluster, String> {
+        if !self.running {
+            return Err("a standby needs a running primary".to_string());
+        }
+        adopt_orphans();
+        let dir = TempDir::new()?;
+        let socket_dir = dir.subdir("socket")?;
+        let log_file = dir.path().join("server.log");
+        let data_dir = dir.path().join("data");
+        let mut mappings = Vec::new();
+        let tablespaces = self.psql(
+            "select oid, pg_tablespace_location(oid) from pg_tablespace where spcname not in ('pg_default', 'pg_global') order by oid",
+        )?;
+        for line in tablespaces.lines().filter(|l| !l.is_empty()) {
+            let (oid, location) = line
+                .split_once('|')
+                .ok_or_else(|| format!("unexpected tablespace row '{line}'"))?;
+            let target = dir.subdir(&format!("tblspc/{oid}"))?;
+            mappings.push(format!(
+                "--tablespace-mapping={location}={}",
+                target.display()
+            ));
+        }
+        let mut cluster = PgCluster {
+            port: free_port()?,
+            dir,
+            data_dir,
+            socket_dir,
+            log_file,
+            bin_dir: self.bin_dir.clone(),
+            major: self.major,
+            user: self.user.clone(),
+            running: false,
+            server_args: Vec::new(),
+        };
+        let mut basebackup = Command::new(self.bin_dir.join("pg_basebackup"));
+        basebackup
+            .arg("-D")
+            .arg(&cluster.data_dir)
+            .args(["-R", "-X", "stream", "-c", "fast", "-U", "postgres", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string()])
+            .args(&mappings);
+        cluster.run_checked(&basebackup, "pg_basebackup")?;
+        cluster.start_with_args(settings)?;
+        Ok(cluster)
+    }
+
+    /// Waits until this standby has replayed everything `primary` has written so far.
+    pub fn wait_replay(&self, primary: &PgCluster, timeout: Duration) -> Result<(), String> {
+        let target = primary.psql("select pg_current_wal_lsn()")?;
+        let begin = std::time::Instant::now();
+        loop {
+            let reached = self.psql(&format!(
+                "select coalesce(pg_last_wal_replay_lsn() >= '{target}', false)"
+            ))?;
+            if reached == "t" {
+                return Ok(());
+            }
+            if begin.elapsed() > timeout {
+                return Err(format!(
+                    "standby did not replay to {target} within {timeout:?}\n--- tail of {} ---\n{}",
+                    self.log_file.display(),
+                    self.log_tail(LOG_TAIL_LINES)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the data directory with port, socket directory and `settings` on the server
+    /// command line, retrying on a new port when the port was taken meanwhile.
+    fn start_with_args(&mut self, settings: &[(&str, &str)]) -> Result<(), String> {
         let mut last_error = String::new();
         for _ in 0..START_TRIES {
             let mut args = vec![
-                format!("-p {}", cluster.port),
-                format!("-k {}", cluster.socket_dir.display()),
+                format!("-p {}", self.port),
+                format!("-k {}", self.socket_dir.display()),
                 "-c listen_addresses=127.0.0.1".to_string(),
             ];
             for (key, value) in settings {
                 args.push(format!("-c {key}={value}"));
             }
-            cluster.server_args = args;
-            match cluster.pg_ctl_start() {
-                Ok(()) => return Ok(cluster),
+            self.server_args = args;
+            match self.pg_ctl_start() {
+                Ok(()) => return Ok(()),
                 Err(e) => {
-                    let log = cluster.log_tail(LOG_TAIL_LINES);
+                    let log = self.log_tail(LOG_TAIL_LINES);
                     last_error = e;
                     if !log.contains("could not bind")
                         && !log.contains("could not create any TCP/IP sockets")
                     {
                         break;
                     }
-                    cluster.port = free_port()?;
+                    self.port = free_port()?;
                 }
             }
         }

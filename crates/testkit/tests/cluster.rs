@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -197,4 +198,60 @@ fn adopt_starts_a_copied_data_directory_and_leaves_it() {
     drop(adopted);
     assert!(!pid_file.exists(), "adopted server still running");
     assert!(copy.join("PG_VERSION").exists(), "data directory removed");
+}
+
+#[test]
+fn streaming_standby_follows_and_stops_on_drop() {
+    let primary = PgCluster::start(PgClusterOptions::default()).unwrap();
+    let ts = TempDir::new().unwrap();
+    let location = ts.subdir("ts").unwrap();
+    primary
+        .psql(&format!(
+            "create tablespace ts1 location '{}'",
+            location.display()
+        ))
+        .unwrap();
+    primary
+        .psql("create table t (i int) tablespace ts1")
+        .unwrap();
+    primary
+        .psql("insert into t select generate_series(1, 10)")
+        .unwrap();
+    let standby = primary.start_standby(&[]).unwrap();
+    assert_ne!(standby.port(), primary.port());
+    assert_ne!(standby.data_dir(), primary.data_dir());
+    assert_eq!(standby.psql("select pg_is_in_recovery()").unwrap(), "t");
+    assert_eq!(
+        standby.psql("show data_directory").unwrap(),
+        standby.data_dir().display().to_string()
+    );
+    // the tablespace lives in the standby's own directory, not the primary's
+    let standby_location = standby
+        .psql("select pg_tablespace_location(oid) from pg_tablespace where spcname = 'ts1'")
+        .unwrap();
+    assert!(
+        Path::new(&standby_location).starts_with(standby.base_dir()),
+        "{standby_location}"
+    );
+    primary
+        .psql("insert into t select generate_series(11, 20)")
+        .unwrap();
+    standby
+        .wait_replay(&primary, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(standby.psql("select sum(i) from t").unwrap(), "210");
+    let pid: i32 = std::fs::read_to_string(standby.data_dir().join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let base = standby.base_dir().to_path_buf();
+    drop(standby);
+    wait_for("standby postmaster exit", || !process_alive(pid));
+    assert!(!base.exists());
+    // the primary is untouched
+    assert_eq!(primary.psql("select count(*) from t").unwrap(), "20");
 }

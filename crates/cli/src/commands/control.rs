@@ -118,7 +118,7 @@ fn terminate_lock_holders(ctx: &Ctx, lock_path: &str) -> Result<()> {
             continue;
         }
         let path = std::path::Path::new(lock_path).join(&name);
-        let Some((_, pid, _)) = lock::held(&path) else {
+        let Some(lock::LockData { pid, .. }) = lock::held(&path) else {
             ctx.log
                 .warn(&format!("unable to read lock file {}", path.display()));
             continue;

@@ -7,7 +7,7 @@ use pgkeep_pg::control::{self, ControlInfo};
 
 use crate::ctx::Ctx;
 
-/// A connected primary and which `pgN` it is.
+/// A connected cluster (primary or standby) and which `pgN` it is.
 pub struct Primary {
     /// The `N` of `pgN`.
     pub key: u32,
@@ -40,13 +40,31 @@ pub fn read_control(ctx: &Ctx, key: u32) -> Result<ControlInfo> {
     control::parse(&bytes).map_err(|e| e.context(format!("unable to read '{path}'")))
 }
 
-/// Connect to every configured `pgN` and return the primary; connection failures are warnings as
-/// long as a primary is found.
+/// The clusters found among `pg1..pgN` (pgBackRest `DbGetResult`).
+pub struct Found {
+    /// The primary, when one was reached.
+    pub primary: Option<Primary>,
+    /// The first standby reached (never looked for with `primary_only`).
+    pub standby: Option<Primary>,
+}
+
+/// Connect to every configured `pgN` in index order and sort them by `pg_is_in_recovery()`
+/// (pgBackRest `dbGet()`): the primary, and unless `primary_only` the first standby; further
+/// standbys are disconnected. Connection failures are warnings (`unable to check pgN: ...`).
 ///
 /// # Errors
-/// `DbConnect` (56) when no primary can be reached or more than one is found.
-pub fn primary(ctx: &Ctx) -> Result<Primary> {
-    let mut found: Option<Primary> = None;
+/// `DbConnect` (56) when more than one primary is found, when `primary_required` and no primary
+/// was reached, or when `standby_required` and no standby was reached.
+pub fn get(
+    ctx: &Ctx,
+    primary_only: bool,
+    primary_required: bool,
+    standby_required: bool,
+) -> Result<Found> {
+    let mut found = Found {
+        primary: None,
+        standby: None,
+    };
     for key in ctx.pg_keys() {
         let opts = ctx.pg_client_options(key);
         let attempt = Client::connect(&opts).and_then(|mut client| {
@@ -55,15 +73,19 @@ pub fn primary(ctx: &Ctx) -> Result<Primary> {
         });
         match attempt {
             Ok((client, false)) => {
-                if found.is_some() {
+                if found.primary.is_some() {
                     return Err(Error::new(
                         ErrorKind::DbConnect,
                         "more than one primary cluster found",
                     ));
                 }
-                found = Some(Primary { key, client });
+                found.primary = Some(Primary { key, client });
             }
-            Ok((_, true)) => {}
+            Ok((client, true)) => {
+                if found.standby.is_none() && !primary_only {
+                    found.standby = Some(Primary { key, client });
+                }
+            }
             Err(e) => ctx.log.warn(&format!(
                 "unable to check pg{key}: [{}] {}",
                 e.kind().name(),
@@ -71,7 +93,29 @@ pub fn primary(ctx: &Ctx) -> Result<Primary> {
             )),
         }
     }
-    found.ok_or_else(|| {
+    if found.primary.is_none() && primary_required {
+        return Err(Error::new(
+            ErrorKind::DbConnect,
+            "unable to find primary cluster - cannot proceed",
+        )
+        .with_hint("are all available clusters in recovery?"));
+    }
+    if found.standby.is_none() && standby_required {
+        return Err(Error::new(
+            ErrorKind::DbConnect,
+            "unable to find standby cluster - cannot proceed",
+        ));
+    }
+    Ok(found)
+}
+
+/// Connect to every configured `pgN` and return the primary; connection failures are warnings as
+/// long as a primary is found.
+///
+/// # Errors
+/// `DbConnect` (56) when no primary can be reached or more than one is found.
+pub fn primary(ctx: &Ctx) -> Result<Primary> {
+    get(ctx, true, true, false)?.primary.ok_or_else(|| {
         Error::new(
             ErrorKind::DbConnect,
             "unable to find primary cluster - cannot proceed",

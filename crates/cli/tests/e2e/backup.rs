@@ -617,3 +617,161 @@ fn bad_input_fails_with_one_line_and_lists_nothing() {
     );
     assert_eq!(pgbackrest_labels(&site).len(), 1);
 }
+
+/// `[demo]` lines that make `cluster` the stanza's `pg2`.
+fn pg2(cluster: &PgCluster) -> String {
+    format!(
+        "pg2-path={}\npg2-socket-path={}\npg2-port={}\npg2-user=postgres\n",
+        cluster.data_dir().display(),
+        cluster.socket_dir().display(),
+        cluster.port()
+    )
+}
+
+#[test]
+fn backup_from_standby_restores_with_pgbackrest() {
+    let site = site(PGKEEP, "");
+    let standby = site.cluster.start_standby(&[]).unwrap();
+    let spool = site.dir.path().join("spool");
+    site.write_conf_stanza(
+        &format!("spool-path={}\nbackup-standby=y\n", spool.display()),
+        &pg2(&standby),
+    );
+    // check sees both clusters
+    let out = site.run(
+        PGKEEP,
+        &["--stanza=demo", "--log-level-console=info", "check"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("check repo1 (standby)"), "{stdout}");
+    assert!(
+        stdout.contains("check repo1 archive for WAL (primary)"),
+        "{stdout}"
+    );
+
+    // a standby that does not replay ends the backup after archive-timeout, before any copy
+    standby.psql("select pg_wal_replay_pause()").unwrap();
+    let err = site.fails(
+        PGKEEP,
+        &[
+            "--stanza=demo",
+            "--type=full",
+            "--archive-timeout=2",
+            "backup",
+        ],
+        82,
+    );
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].starts_with("ERROR: [082]: timeout before standby replayed to ")
+            && errors[0].contains(" - only reached "),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "HINT: disable the 'backup-standby' option to backup directly from the primary."
+        ),
+        "{err}"
+    );
+    assert!(pgbackrest_labels(&site).is_empty());
+    standby.psql("select pg_wal_replay_resume()").unwrap();
+
+    let writer = Writer::start(&site.cluster);
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, _) = backup(&site, &["--type=full"]);
+    assert!(writer.finish() > 0);
+    let label = new_label(&out);
+    assert!(
+        out.contains("wait for replay on the standby to reach ")
+            && out.contains("replay on the standby reached "),
+        "{out}"
+    );
+    // relations (PGDATA and tablespace) come from the standby, pg_control and the rest from the
+    // primary
+    let primary_data = site.cluster.data_dir().display().to_string();
+    let standby_data = standby.data_dir().display().to_string();
+    for expected in [
+        format!("backup file {standby_data}/base/"),
+        format!("backup file {standby_data}/global/"),
+        format!("backup file {standby_data}/pg_tblspc/"),
+        format!("backup file {standby_data}/pg_xact/"),
+        format!("backup file {primary_data}/global/pg_control "),
+        format!("backup file {primary_data}/PG_VERSION "),
+    ] {
+        assert!(out.contains(&expected), "no '{expected}' in\n{out}");
+    }
+    for unexpected in [
+        format!("backup file {primary_data}/base/"),
+        format!("backup file {standby_data}/global/pg_control "),
+        format!("backup file {standby_data}/PG_VERSION "),
+    ] {
+        assert!(!out.contains(&unexpected), "'{unexpected}' in\n{out}");
+    }
+    let m = manifest_of(&site, &label);
+    assert!(m.contains("option-backup-standby=true"), "{m}");
+    let info = std::fs::read_to_string(site.repo().join("backup/demo/backup.info")).unwrap();
+    assert!(info.contains("\"option-backup-standby\":true"), "{info}");
+    assert_eq!(
+        pgbackrest_labels(&site),
+        [(label.clone(), "full".to_string())]
+    );
+    verify(&site);
+
+    archive_all(&site.cluster);
+    let expected = site.cluster.psql(CONTENT_SQL).unwrap();
+    assert_eq!(restore(&site, &label, 0), expected);
+}
+
+#[test]
+fn backup_standby_without_a_standby_fails_with_one_line() {
+    let mut site = Site::new(None);
+    site.ok(PGKEEP, &["--stanza=demo", "stanza-create"]);
+    site.write_conf("backup-standby=y\n");
+    let listed = |site: &Site| {
+        let out = site.ok(PGKEEP, &["--stanza=demo", "--output=json", "info"]);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        json[0]["backup"].as_array().unwrap().len()
+    };
+    let one_error = |stderr: &str, expected: &str| {
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors, [expected], "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    let err = site.fails(PGKEEP, &["--stanza=demo", "--type=full", "backup"], 56);
+    one_error(
+        &err,
+        "ERROR: [056]: unable to find standby cluster - cannot proceed",
+    );
+    // the real pgBackRest refuses the same way
+    let out = site.run(PGBACKREST, &["--stanza=demo", "--type=full", "backup"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(56), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}")
+            .contains("ERROR: [056]: unable to find standby cluster - cannot proceed"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(listed(&site), 0);
+
+    // pg2 is the primary again: two primaries
+    let same = pg2(&site.cluster);
+    site.write_conf_stanza("backup-standby=y\n", &same);
+    let err = site.fails(PGKEEP, &["--stanza=demo", "--type=full", "backup"], 56);
+    one_error(&err, "ERROR: [056]: more than one primary cluster found");
+    assert_eq!(listed(&site), 0);
+
+    // offline the option is ignored with a warning and the backup is taken from pg1
+    site.write_conf("backup-standby=y\n");
+    site.cluster.stop().unwrap();
+    let (out, stderr) = backup(&site, &["--type=full", "--no-online"]);
+    assert!(
+        stderr.contains("WARN: option backup-standby is enabled but backup is offline - backups will be performed from the primary"),
+        "{stderr}"
+    );
+    let label = new_label(&out);
+    let m = manifest_of(&site, &label);
+    assert!(m.contains("option-backup-standby=false"), "{m}");
+    assert_eq!(listed(&site), 1);
+}

@@ -42,8 +42,14 @@ impl Site {
     }
 
     pub fn write_conf(&self, extra_global: &str) {
+        self.write_conf_stanza(extra_global, "");
+    }
+
+    /// Like [`Site::write_conf`], with `extra_stanza` lines appended to the `[demo]` section
+    /// (stanza-only options such as `pg2-path`).
+    pub fn write_conf_stanza(&self, extra_global: &str, extra_stanza: &str) {
         let text = format!(
-            "[global]\nrepo1-path={repo}\nlock-path={base}/lock\nlog-path={base}/log\nlog-level-file=off\nstart-fast=y\narchive-timeout=30\n{extra_global}\n[demo]\npg1-path={data}\npg1-socket-path={sock}\npg1-port={port}\npg1-user=postgres\n",
+            "[global]\nrepo1-path={repo}\nlock-path={base}/lock\nlog-path={base}/log\nlog-level-file=off\nstart-fast=y\narchive-timeout=30\n{extra_global}\n[demo]\npg1-path={data}\npg1-socket-path={sock}\npg1-port={port}\npg1-user=postgres\n{extra_stanza}",
             repo = self.repo().display(),
             base = self.dir.path().display(),
             data = self.cluster.data_dir().display(),

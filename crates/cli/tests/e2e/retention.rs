@@ -1085,3 +1085,255 @@ fn encrypted_repository_reads_like_pgbackrest() {
     let out = on_repo(&site, PGKEEP, &repo, &["verify"]);
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+/// A run of `tool` with `PGKEEP_PROGRESS` set to `progress`, or removed.
+fn run_progress(site: &Site, tool: &str, args: &[&str], progress: Option<&str>) -> Output {
+    let mut cmd = Command::new(tool);
+    cmd.arg(format!("--config={}", site.conf.display()))
+        .args(args);
+    match progress {
+        Some(value) => cmd.env("PGKEEP_PROGRESS", value),
+        None => cmd.env_remove("PGKEEP_PROGRESS"),
+    };
+    run_as_owner(&cmd).expect("run")
+}
+
+/// What a backup logs from its `backup command end` line on — the expire that follows it — with the
+/// prior and new labels, WAL names, the version and the exec id normalised.
+fn after_backup(out: &Output, prior: &str, new: &str) -> String {
+    let text = stdout(out);
+    let Some(start) = text.find("backup command end") else {
+        panic!("no backup command end:\n{}", describe(out));
+    };
+    text[start..]
+        .lines()
+        .map(|line| {
+            let line = line.replace(prior, "PRIOR").replace(new, "NEW");
+            let words: Vec<String> = line
+                .split(' ')
+                .map(|w| {
+                    let bare = w.trim_end_matches(',');
+                    if bare.len() == 24 && bare.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        w.replace(bare, "WAL")
+                    } else if w.starts_with("--exec-id=") {
+                        "--exec-id=ID".to_string()
+                    } else if w == "2.45:" || w == format!("{}:", env!("CARGO_PKG_VERSION")) {
+                        "VERSION:".to_string()
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect();
+            words.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `backup` runs `expire` afterwards (`expire-auto`) exactly as pgBackRest 2.45 does: the backup's end line, the
+/// expire's begin line with only the options valid for expire, the same retention decisions and lines. Also the
+/// live progress display: drawn on stderr when forced with `PGKEEP_PROGRESS=1`, nothing otherwise.
+#[test]
+fn backup_runs_expire_afterwards_like_pgbackrest() {
+    let site = Site::new(Some(PGBACKREST));
+    site.write_conf("repo1-retention-full=1\n");
+    site.ok(PGKEEP, &["--stanza=demo", "stanza-create"]);
+    let args = [
+        "--stanza=demo",
+        "--type=full",
+        "--log-level-console=info",
+        "--no-log-timestamp",
+        "backup",
+    ];
+
+    // first full: nothing to expire yet; the progress line is drawn in place, then erased
+    let first = run_progress(&site, PGKEEP, &args, Some("1"));
+    assert!(first.status.success(), "{}", describe(&first));
+    let err = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(err.starts_with("\rbackup "), "{err:?}");
+    assert!(err.contains("% (") && err.contains(" of "), "{err:?}");
+    assert!(err.ends_with('\r'), "progress line not erased: {err:?}");
+    assert!(!err.contains('\n'), "{err:?}");
+    let l1 = labels(&site.repo()).pop().expect("first label");
+    let out = stdout(&first);
+    let end = out.find("P00   INFO: backup command end: completed successfully\n");
+    let begin = out.find("P00   INFO: expire command begin ");
+    let expire_end = out.find("P00   INFO: expire command end: completed successfully\n");
+    assert!(
+        end.is_some() && begin > end && expire_end > begin && out.ends_with("successfully\n"),
+        "{out}"
+    );
+    assert!(!out.contains("expire full backup"), "{out}");
+    switch(&site);
+
+    // second full: the first is expired by the expire that follows; no progress without a terminal
+    let second = run_progress(&site, PGKEEP, &args, None);
+    assert!(second.status.success(), "{}", describe(&second));
+    assert!(second.stderr.is_empty(), "{}", describe(&second));
+    let l2 = labels(&site.repo()).pop().expect("second label");
+    assert_eq!(labels(&site.repo()), vec![l2.clone()]);
+    let out = stdout(&second);
+    for line in [
+        format!("P00   INFO: repo1: expire full backup {l1}\n"),
+        format!("P00   INFO: repo1: remove expired backup {l1}\n"),
+    ] {
+        assert!(out.contains(&line), "{line} missing:\n{out}");
+    }
+    assert_eq!(
+        backup_info(&site.repo())
+            .backups
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![l2.clone()]
+    );
+    switch(&site);
+
+    // pgbackrest's own backup on the same repository expires pgkeep's backup with the same lines
+    let third = run_progress(&site, PGBACKREST, &args, None);
+    assert!(third.status.success(), "{}", describe(&third));
+    let l3 = labels(&site.repo()).pop().expect("third label");
+    assert_eq!(labels(&site.repo()), vec![l3.clone()]);
+    assert_eq!(
+        after_backup(&second, &l1, &l2),
+        after_backup(&third, &l2, &l3),
+        "pgkeep:\n{}\npgbackrest:\n{}",
+        stdout(&second),
+        stdout(&third)
+    );
+
+    // --no-expire-auto: the backup ends alone
+    switch(&site);
+    let mut quiet = args.to_vec();
+    quiet.insert(0, "--no-expire-auto");
+    let fourth = run_progress(&site, PGKEEP, &quiet, None);
+    assert!(fourth.status.success(), "{}", describe(&fourth));
+    let out = stdout(&fourth);
+    assert!(!out.contains("expire command"), "{out}");
+    assert!(
+        out.ends_with("P00   INFO: backup command end: completed successfully\n"),
+        "{out}"
+    );
+    assert_eq!(labels(&site.repo()).len(), 2);
+}
+
+/// `info` while a backup runs: the percentage the backup records in its lock file is shown as pgBackRest 2.45
+/// shows it. A lock file written and held by the test gives the same bytes from both tools (text and JSON); a real
+/// pgkeep backup records its progress there, and both tools see it running.
+#[test]
+fn info_shows_a_running_backup_like_pgbackrest() {
+    let site = Site::new(Some(PGBACKREST));
+    site.write_conf("compress-level=9\n");
+    site.ok(PGKEEP, &["--stanza=demo", "stanza-create"]);
+    site.ok(PGKEEP, &["--stanza=demo", "--type=full", "backup"]);
+    let lock_dir = site.dir.path().join("lock");
+    let lock_file = lock_dir.join("demo-backup.lock");
+
+    // a lock held by the test, with and without a percentage, and invalid
+    for (content, shown) in [
+        (
+            r#"{"execId":"1-00000001","pctCplt":2345,"pid":1}"#,
+            Some("status: ok (backup/expire running - 23.45% complete)\n"),
+        ),
+        (
+            r#"{"execId":"1-00000001","pctCplt":5,"pid":1}"#,
+            Some("status: ok (backup/expire running - 0.05% complete)\n"),
+        ),
+        (
+            r#"{"execId":"1-00000001","pid":1}"#,
+            Some("status: ok (backup/expire running)\n"),
+        ),
+        (r#"{"pid":1}"#, None),
+    ] {
+        std::fs::write(&lock_file, content).unwrap();
+        give_to_pg_user(&lock_file).unwrap();
+        let held = std::fs::File::open(&lock_file).unwrap();
+        held.lock().unwrap();
+        for args in [
+            &["--stanza=demo", "info"][..],
+            &["--stanza=demo", "--output=json", "info"],
+        ] {
+            let theirs = site.ok(PGBACKREST, args);
+            let ours = site.ok(PGKEEP, args);
+            assert_eq!(ours, theirs, "{content} {args:?}");
+        }
+        let text = site.ok(PGKEEP, &["--stanza=demo", "info"]);
+        match shown {
+            Some(status) => assert!(text.contains(status), "{content}: {text}"),
+            None => assert!(text.contains("status: ok\n"), "{content}: {text}"),
+        }
+        drop(held);
+        // not held: nothing is running, whatever the file says
+        assert!(
+            site.ok(PGKEEP, &["--stanza=demo", "info"])
+                .contains("status: ok\n")
+        );
+    }
+    std::fs::remove_file(&lock_file).unwrap();
+
+    // a real backup records its progress in the lock file while it copies
+    site.cluster
+        .psql("create table big as select i, repeat(md5(i::text), 8) s from generate_series(1, 300000) i")
+        .unwrap();
+    let mut cmd = Command::new(PGKEEP);
+    cmd.arg(format!("--config={}", site.conf.display())).args([
+        "--stanza=demo",
+        "--type=full",
+        "--process-max=1",
+        "backup",
+    ]);
+    let mut child = pgkeep_testkit::as_owner(&cmd)
+        .unwrap()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let begin = Instant::now();
+    let mut seen = Vec::new();
+    let mut infos = None;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            begin.elapsed() < Duration::from_secs(120),
+            "backup too slow"
+        );
+        let pct = std::fs::read_to_string(&lock_file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["pctCplt"].as_u64());
+        if let Some(pct) = pct {
+            if seen.last() != Some(&pct) {
+                seen.push(pct);
+            }
+            if infos.is_none() && pct > 0 && pct < 9000 {
+                let ours = site.ok(PGKEEP, &["--stanza=demo", "info"]);
+                let theirs = site.ok(PGBACKREST, &["--stanza=demo", "info"]);
+                infos = Some((pct, ours, theirs));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.wait().unwrap().success());
+    let (pct, ours, theirs) = infos.unwrap_or_else(|| panic!("no progress seen: {seen:?}"));
+    for text in [&ours, &theirs] {
+        let status = text
+            .lines()
+            .find(|l| l.contains("status: "))
+            .unwrap_or_default();
+        let shown = status
+            .strip_prefix("    status: ok (backup/expire running - ")
+            .and_then(|s| s.strip_suffix("% complete)"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let (whole, hundredths) = shown.split_once('.').unwrap();
+        let shown: u64 = whole.parse::<u64>().unwrap() * 100 + hundredths.parse::<u64>().unwrap();
+        assert!(shown >= pct && shown < 10_000, "{pct} {text}");
+    }
+    // recorded from 0 upwards, never more often than every 0.1%
+    assert_eq!(seen.first(), Some(&0), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[1] > w[0] + 10), "{seen:?}");
+    // gone once the backup (and its expire) ended
+    assert!(!lock_file.exists());
+    assert!(
+        site.ok(PGKEEP, &["--stanza=demo", "info"])
+            .contains("status: ok\n")
+    );
+}

@@ -12,12 +12,15 @@
 //! - Start verifies what pgBackRest verifies: pg_control's checkpoint has reached the start LSN and
 //!   its timeline is the start segment's; when the start segment is the one that was current
 //!   before the start, a WAL switch makes the prior segment complete so archiving can be checked.
+//! - Backup from a standby ([`replay_wait`]): the standby must replay past the start LSN and
+//!   checkpoint past it (each within `archive-timeout`, the first restarted while replay moves),
+//!   and stay on the primary's timeline, before any file is read from it.
 
 use std::time::Duration;
 
 use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::client::Client;
-use pgkeep_pg::{ControlInfo, Lsn, PgVersion};
+use pgkeep_pg::{ControlInfo, Lsn, PgVersion, VersionInfo};
 
 /// pgBackRest's advisory lock id.
 pub const ADVISORY_LOCK: &str = "12340078987004321";
@@ -187,6 +190,135 @@ pub fn stop(client: &mut Client) -> Result<Stopped> {
     })
 }
 
+/// How often the standby is asked how far it has replayed.
+const REPLAY_POLL: Duration = Duration::from_millis(100);
+
+/// The replay query of a backup from a standby: replay LSN, whether it is past `target`, and
+/// (after the first round) whether it moved past the LSN seen last time.
+///
+/// # Errors
+/// `VersionNotSupported` for a major without a row in the version table.
+pub fn replay_query(version: PgVersion, target: &str, last: Option<&str>) -> Result<String> {
+    let v = version.require_info()?;
+    let progress = last
+        .map(|last| format!(",\n       (replayLsn > '{last}')::bool as replayProgress"))
+        .unwrap_or_default();
+    Ok(format!(
+        "select replayLsn::text,\n       (replayLsn > '{target}')::bool as targetReached{progress}\n  from {} as replayLsn",
+        replay_function(v)
+    ))
+}
+
+fn replay_function(v: &VersionInfo) -> String {
+    format!("pg_catalog.pg_last_{}_replay_{}()", v.wal_name, v.lsn_name)
+}
+
+/// The checkpoint query of a backup from a standby: is the last checkpoint past `target`?
+///
+/// # Errors
+/// `VersionNotSupported` for a major without a row in the version table.
+pub fn checkpoint_query(version: PgVersion, target: &str) -> Result<String> {
+    let v = version.require_info()?;
+    Ok(format!(
+        "select (checkpoint_{l} > '{target}')::bool as targetReached,\n       checkpoint_{l}::text as checkpointLsn\n  from pg_catalog.pg_control_checkpoint()",
+        l = v.lsn_name
+    ))
+}
+
+/// pgBackRest `dbReplayWait()`: wait until the standby has replayed past `target` (the backup
+/// start LSN on the primary), then checkpoint it and wait until its checkpoint is past `target`
+/// too, so its data files are at least as new as the backup start. `standby_checkpoint` is the
+/// checkpoint in the standby's pg_control when it was connected; `read_control` re-reads that
+/// file. The timeout restarts whenever replay makes progress.
+///
+/// # Errors
+/// `DbMismatch` when the standby was ahead of the primary or ends on another timeline;
+/// `ArchiveTimeout` when replay or the checkpoint does not get there within `timeout`, or the
+/// server is not a standby (any more).
+pub fn replay_wait(
+    client: &mut Client,
+    standby_checkpoint: u64,
+    target: &str,
+    timeline: u32,
+    timeout: Duration,
+    read_control: &dyn Fn() -> Result<ControlInfo>,
+) -> Result<()> {
+    let target_value: Lsn = target.parse()?;
+    if standby_checkpoint > target_value.0 {
+        return Err(Error::new(
+            ErrorKind::DbMismatch,
+            format!(
+                "standby checkpoint '{}' is ahead of target '{target}'",
+                Lsn(standby_checkpoint)
+            ),
+        ));
+    }
+    let version = client.version();
+    let function = replay_function(version.require_info()?);
+    let mut deadline = std::time::Instant::now() + timeout;
+    let mut last: Option<String> = None;
+    loop {
+        let sql = replay_query(version, target, last.as_deref())?;
+        let values = row(client, &sql, if last.is_some() { 3 } else { 2 })?;
+        let Some(replay) = values.first().cloned().flatten() else {
+            return Err(Error::new(
+                ErrorKind::ArchiveTimeout,
+                format!("unable to query replay lsn on the standby using '{function}'"),
+            )
+            .with_hint("Is this a standby?"));
+        };
+        let reached = values.get(1).cloned().flatten().as_deref() == Some("t");
+        let progress = values.get(2).cloned().flatten().is_none_or(|p| p == "t");
+        last = Some(replay.clone());
+        if reached {
+            break;
+        }
+        if progress {
+            deadline = std::time::Instant::now() + timeout;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::new(
+                ErrorKind::ArchiveTimeout,
+                format!("timeout before standby replayed to {target} - only reached {replay}"),
+            )
+            .with_hint("is replication running and current on the standby?\nHINT: disable the 'backup-standby' option to backup directly from the primary."));
+        }
+        std::thread::sleep(REPLAY_POLL);
+    }
+
+    client.execute("checkpoint")?;
+    let deadline = std::time::Instant::now() + timeout;
+    let sql = checkpoint_query(version, target)?;
+    loop {
+        let values = row(client, &sql, 2)?;
+        if values.first().cloned().flatten().as_deref() == Some("t") {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            let checkpoint = values.get(1).cloned().flatten().unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::ArchiveTimeout,
+                format!(
+                    "timeout before standby checkpoint lsn reached {target} - only reached {checkpoint}"
+                ),
+            ));
+        }
+        std::thread::sleep(REPLAY_POLL);
+    }
+
+    let control = read_control()?;
+    if control.timeline != timeline {
+        return Err(Error::new(
+            ErrorKind::DbMismatch,
+            format!(
+                "standby is on timeline {} but expected {timeline}",
+                control.timeline
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `checkpoint_timeout` in seconds.
 ///
 /// # Errors
@@ -309,6 +441,24 @@ mod tests {
             stop_query(PgVersion::from_major(10).unwrap())
                 .unwrap()
                 .contains("labelfile::text")
+        );
+    }
+
+    #[test]
+    fn standby_queries_follow_the_version_table() {
+        let v15 = PgVersion::from_major(15).unwrap();
+        assert_eq!(
+            replay_query(v15, "0/3000028", None).unwrap(),
+            "select replayLsn::text,\n       (replayLsn > '0/3000028')::bool as targetReached\n  from pg_catalog.pg_last_wal_replay_lsn() as replayLsn"
+        );
+        let q = replay_query(v15, "0/3000028", Some("0/2000000")).unwrap();
+        assert!(
+            q.contains("(replayLsn > '0/2000000')::bool as replayProgress\n  from"),
+            "{q}"
+        );
+        assert_eq!(
+            checkpoint_query(v15, "0/3000028").unwrap(),
+            "select (checkpoint_lsn > '0/3000028')::bool as targetReached,\n       checkpoint_lsn::text as checkpointLsn\n  from pg_catalog.pg_control_checkpoint()"
         );
     }
 }

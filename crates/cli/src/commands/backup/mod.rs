@@ -20,8 +20,19 @@
 //! - After the stop, `backup_label` and `tablespace_map` are stored, every WAL segment from start
 //!   to stop must be archived ([`complete::archive_check_copy`]), and only then is the backup
 //!   made visible ([`complete::complete`]). A backup that fails never appears in backup.info.
-//! - Not yet supported (refused with `FeatureNotSupported`): `backup-standby`, remote hosts,
-//!   block incremental. Expire after backup is not run yet.
+//! - `backup-standby` (local standbys only): among `pg1..pgN` the primary and the first standby
+//!   are found by `pg_is_in_recovery()` ([`pgdb::get`]; no standby is `DbConnect` [056]). The
+//!   standby must be the configured cluster and have the primary's system id and version. The
+//!   backup is started and stopped on the primary; before the copy the standby must replay and
+//!   checkpoint past the start LSN ([`db::replay_wait`]); the copy reads relation and transaction
+//!   status files from the standby and the rest, pg_control included, from the primary
+//!   ([`process::standby_file`]); both clusters are pinged during the copy. The manifest records
+//!   `option-backup-standby=true`. Offline, the option is ignored with a warning.
+//! - During the copy the backup lock file records the percentage done (`info` shows it,
+//!   [`lock::BackupPercent`]); a terminal gets a live progress line ([`crate::progress`]).
+//! - Expire (`expire-auto`, on by default) is run by the caller after a successful backup, under
+//!   the same lock (`backup_then_expire` in `main.rs`, as pgBackRest's `main()`).
+//! - Not yet supported (refused with `FeatureNotSupported`): remote hosts, block incremental.
 
 pub mod complete;
 pub mod db;
@@ -50,7 +61,7 @@ use pgkeep_storage::posix::PosixStorage;
 use pgkeep_storage::{InfoLevel, Storage};
 
 use self::job::JobSettings;
-use self::process::{Bundling, Plan, Workers};
+use self::process::{Bundling, Plan, StandbySource, Workers};
 use crate::commands::archive::{compress_settings, size_format};
 use crate::commands::db as pgdb;
 use crate::ctx::{Ctx, Repo};
@@ -76,6 +87,7 @@ struct Options {
     archive_copy: bool,
     archive_mode_check: bool,
     archive_timeout: Duration,
+    backup_standby: bool,
     checksum_page: Option<bool>,
     exclude: Vec<String>,
     annotation: Vec<(String, String)>,
@@ -130,6 +142,7 @@ impl Options {
             archive_timeout: cfg
                 .time(OptionId::ArchiveTimeout)
                 .unwrap_or(Duration::from_secs(60)),
+            backup_standby: cfg.bool(OptionId::BackupStandby),
             checksum_page: cfg
                 .is_set(OptionId::ChecksumPage)
                 .then(|| cfg.bool(OptionId::ChecksumPage)),
@@ -160,6 +173,17 @@ struct Db {
     control: ControlInfo,
     pg_path: String,
     last_ping: Instant,
+    /// With `backup-standby`: the standby most files are copied from.
+    standby: Option<StandbyDb>,
+}
+
+/// The standby of a backup from a standby.
+struct StandbyDb {
+    key: u32,
+    client: Client,
+    /// Its pg_control when connected.
+    control: ControlInfo,
+    pg_path: String,
 }
 
 impl Db {
@@ -171,7 +195,8 @@ impl Db {
         }
     }
 
-    /// Make sure the primary is still a primary (pgBackRest `dbPing()`).
+    /// Make sure the primary is still a primary and the standby still a standby (pgBackRest
+    /// `dbPing()`).
     fn ping(&mut self, force: bool) -> Result<()> {
         if !force && self.last_ping.elapsed() < PING_INTERVAL {
             return Ok(());
@@ -183,6 +208,14 @@ impl Db {
                 ErrorKind::Assert,
                 "primary has switched to recovery",
             ));
+        }
+        if let Some(standby) = self.standby.as_mut()
+            && !standby.client.is_in_recovery()?
+        {
+            return Err(
+                Error::new(ErrorKind::DbMismatch, "standby is no longer in recovery")
+                    .with_hint("was the standby promoted during the backup?"),
+            );
         }
         self.last_ping = Instant::now();
         Ok(())
@@ -209,7 +242,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
     };
     let mut opts = Options::from_ctx(ctx, repo_key)?;
-    refuse_unsupported(ctx, &opts)?;
+    refuse_unsupported(ctx)?;
     let _lock = lock::acquire(
         ctx.lock_path(),
         stanza,
@@ -224,6 +257,10 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     complete::reconstruct(storage, stanza, &mut backup_info, &ctx.log)?;
     let backup_pass = backup_info.cipher_pass.clone();
 
+    if !opts.online && opts.backup_standby {
+        ctx.log.warn("option backup-standby is enabled but backup is offline - backups will be performed from the primary");
+        opts.backup_standby = false;
+    }
     let mut db = init_db(ctx, &opts, &backup_info)?;
     settle_checksum_page(ctx, &mut opts, &db.control);
     let archive = if opts.archive_check {
@@ -366,6 +403,10 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         backup_pass.as_deref(),
     )?;
     db.ping(true)?;
+    // the standby is not needed any more
+    if let Some(standby) = db.standby.take() {
+        let _ = standby.client.close();
+    }
 
     // stop and complete the manifest
     let timestamp_stop;
@@ -500,16 +541,13 @@ fn flush(storage: &dyn Storage, path: &str) -> Result<()> {
 }
 
 /// Features pgkeep does not have yet are refused up front, before anything is written.
-fn refuse_unsupported(ctx: &Ctx, opts: &Options) -> Result<()> {
+fn refuse_unsupported(ctx: &Ctx) -> Result<()> {
     let unsupported = |what: &str| {
         Err(Error::new(
             ErrorKind::FeatureNotSupported,
             format!("{what} is not supported by pgkeep backup yet"),
         ))
     };
-    if opts.online && ctx.cfg.bool(OptionId::BackupStandby) {
-        return unsupported("option 'backup-standby'");
-    }
     if ctx
         .pg_keys()
         .iter()
@@ -520,14 +558,20 @@ fn refuse_unsupported(ctx: &Ctx, opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// pgBackRest `backupInit()`: connect (online), read pg_control, check it is the stanza's
-/// cluster, settle `checksum-page`.
+/// pgBackRest `backupInit()`: connect (online: the primary, and the standby with
+/// `backup-standby`), read pg_control, check it is the stanza's cluster.
 fn init_db(ctx: &Ctx, opts: &Options, backup_info: &BackupInfo) -> Result<Db> {
-    let (key, client) = if opts.online {
-        let primary = pgdb::primary(ctx)?;
-        (primary.key, Some(primary.client))
+    let (key, client, standby) = if opts.online {
+        let found = pgdb::get(ctx, !opts.backup_standby, true, opts.backup_standby)?;
+        let primary = found.primary.ok_or_else(|| {
+            Error::new(
+                ErrorKind::DbConnect,
+                "unable to find primary cluster - cannot proceed",
+            )
+        })?;
+        (primary.key, Some(primary.client), found.standby)
     } else {
-        (ctx.pg_keys().first().copied().unwrap_or(1), None)
+        (ctx.pg_keys().first().copied().unwrap_or(1), None, None)
     };
     let control = pgdb::read_control(ctx, key)?;
     let current = backup_info.current();
@@ -541,12 +585,46 @@ fn init_db(ctx: &Ctx, opts: &Options, backup_info: &BackupInfo) -> Result<Db> {
         )
         .with_hint("is this the correct stanza?"));
     }
+    let standby = match standby {
+        Some(found) => Some(init_standby(ctx, found, &control)?),
+        None => None,
+    };
     Ok(Db {
         key,
         client,
         control,
         pg_path: ctx.pg_path(key)?.trim_end_matches('/').to_string(),
         last_ping: Instant::now(),
+        standby,
+    })
+}
+
+/// The standby of a backup from a standby: its `pgN-path` must be the cluster behind its
+/// connection, and that cluster must be a copy of the primary (same system id and version).
+/// pgBackRest 2.45 checks neither before copying; reading the files of an unrelated cluster
+/// would silently corrupt the backup.
+fn init_standby(ctx: &Ctx, found: pgdb::Primary, primary: &ControlInfo) -> Result<StandbyDb> {
+    let pgdb::Primary { key, mut client } = found;
+    let control = pgdb::read_control(ctx, key)?;
+    let pg_path = ctx.pg_path(key)?.trim_end_matches('/').to_string();
+    db::check_config(&mut client, &control, key, &pg_path, false, false)?;
+    if control.version != primary.version || control.system_id != primary.system_id {
+        return Err(Error::new(
+            ErrorKind::DbMismatch,
+            format!(
+                "standby version {}, system-id {} do not match primary version {}, system-id {}",
+                control.version, control.system_id, primary.version, primary.system_id
+            ),
+        )
+        .with_hint(format!(
+            "is pg{key} a standby of this primary? check the pg{key}-path and pg{key}-port settings."
+        )));
+    }
+    Ok(StandbyDb {
+        key,
+        client,
+        control,
+        pg_path,
     })
 }
 
@@ -696,6 +774,23 @@ fn start(
         "backup start archive = {}, lsn = {}",
         started.segment, started.lsn
     ));
+    if let Some(standby) = db.standby.as_mut() {
+        ctx.log.info(&format!(
+            "wait for replay on the standby to reach {}",
+            started.lsn
+        ));
+        let standby_key = standby.key;
+        db::replay_wait(
+            &mut standby.client,
+            standby.control.checkpoint,
+            &started.lsn,
+            db.control.timeline,
+            opts.archive_timeout,
+            &|| pgdb::read_control(ctx, standby_key),
+        )?;
+        ctx.log
+            .info(&format!("replay on the standby reached {}", started.lsn));
+    }
     if let (Some(check), Some(archive_id)) = (&started.segment_check, archive_id) {
         ctx.log.info(&format!(
             "check archive for {}segment {check}",
@@ -749,7 +844,7 @@ fn new_manifest(
         ManifestOptions {
             archive_check: opts.archive_check,
             archive_copy: opts.archive_copy,
-            backup_standby: Some(false),
+            backup_standby: Some(opts.backup_standby),
             buffer_size: Some(opts.buffer_size),
             checksum_page: Some(opts.checksum_page.unwrap_or(false)),
             compress_type: opts.compress,
@@ -796,7 +891,7 @@ fn finish_manifest(
     o.compress_level_network = Some(opts.compress_level_network);
     o.hardlink = opts.hardlink;
     o.process_max = u32::try_from(opts.process_max).ok();
-    o.backup_standby = Some(false);
+    o.backup_standby = Some(opts.backup_standby);
     Ok(())
 }
 
@@ -849,6 +944,7 @@ fn copy_files(
         }
     }
 
+    let xact_path = manifest.db.version.require_info()?.xact_path;
     let plan = Plan {
         stanza,
         pg_path: &db.pg_path,
@@ -857,6 +953,10 @@ fn copy_files(
         delta,
         unchanged,
         resumed,
+        standby: db.standby.as_ref().map(|s| StandbySource {
+            pg_path: &s.pg_path,
+            xact_path,
+        }),
     };
     if opts.bundle.is_some() {
         for (name, file) in &manifest.files {
@@ -903,7 +1003,10 @@ fn copy_files(
         prefetch: true,
     };
     let resume = opts.resume;
+    // `info` shows the percentage recorded in the backup lock file while the copy runs
+    let mut percent = lock::BackupPercent::start(ctx.lock_path(), stanza, &ctx.exec_id)?;
     let mut tick = |m: &Manifest, done: u64| -> Result<()> {
+        percent.update(done, total)?;
         db.ping(false)?;
         if resume && done.saturating_sub(saved_at) >= save_every {
             complete::save_copy(storage, stanza, m, backup_pass)?;

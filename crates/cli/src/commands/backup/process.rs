@@ -11,16 +11,24 @@
 //!   the calling thread touches the manifest. The first error stops the workers from taking new
 //!   jobs and is returned once the running ones have ended. Memory is the job list (names and
 //!   sizes) plus one chunk buffer per worker: no file content is ever held.
-//! - While waiting the caller's `tick` runs about every second (the database ping, and the
-//!   periodic manifest save for resume).
+//! - The caller's `tick` runs after every result and, while waiting, a few times a second (the
+//!   database ping, the periodic manifest save for resume, the percentage in the lock file).
+//! - Progress: the detail line of each file carries pgBackRest's running percentage
+//!   ([`crate::progress::percent_x100`]). When the live display is wanted ([`crate::progress`]),
+//!   it shows the bytes of finished jobs plus the bytes read so far by the running ones, so a
+//!   large file moves the line while it is copied.
+//! - Backup from a standby: files replication keeps identical on both clusters (relations and
+//!   transaction status, [`standby_file`]) are read under the standby's `pg-path`, everything else
+//!   (pg_control above all) under the primary's. A file missing on the standby is skipped like
+//!   one dropped by the database: WAL replay recreates it.
 //! - Results: files removed by the database leave the manifest; copied files get their sizes,
 //!   checksums, page results and bundle location and lose any reference; page checksum failures
 //!   are warnings naming the file and pages.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 
 use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::datadir::{self, DataDir};
@@ -29,7 +37,9 @@ use pgkeep_repo::info::json::Json;
 use pgkeep_repo::layout;
 use pgkeep_repo::manifest::Manifest;
 use pgkeep_repo::manifest::build::pg_relative;
-use pgkeep_storage::Storage;
+use pgkeep_storage::{
+    Features, InfoLevel, LinkType, ReadOptions, Storage, StorageInfo, StorageWrite, WriteOptions,
+};
 
 use super::job::{self, CopyResult, FileResult, Job, JobFile, JobSettings, PageResult};
 use crate::commands::archive::size_format;
@@ -60,6 +70,36 @@ pub struct Plan<'a> {
     pub unchanged: &'a BTreeSet<String>,
     /// Files stored by the interrupted backup being resumed.
     pub resumed: &'a BTreeSet<String>,
+    /// Backup from a standby: where its files are read.
+    pub standby: Option<StandbySource<'a>>,
+}
+
+/// The standby a backup reads most files from.
+#[derive(Debug, Clone, Copy)]
+pub struct StandbySource<'a> {
+    /// The standby's PGDATA.
+    pub pg_path: &'a str,
+    /// Transaction status directory of the version (`pg_xact`).
+    pub xact_path: &'a str,
+}
+
+/// May the file `name` (a manifest name) be read from the standby? Only what replication keeps
+/// identical on both clusters once the standby has replayed past the backup start: files under
+/// `base`, `global`, the transaction status directories and tablespaces (pgBackRest's
+/// `standbyExp`) — except pg_control, which must come from the primary.
+#[must_use]
+pub fn standby_file(name: &str, xact_path: &str) -> bool {
+    let rel = pg_relative(name);
+    if rel == datadir::PG_CONTROL {
+        return false;
+    }
+    match rel.split_once('/') {
+        Some((top, _)) => {
+            ["base", "global", "pg_multixact", datadir::TABLESPACE_DIR].contains(&top)
+                || top == xact_path
+        }
+        None => false,
+    }
 }
 
 /// The file system path of a manifest file (through links and tablespaces).
@@ -101,9 +141,13 @@ fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<JobFile> {
             let rel = pg_relative(name);
             let has_reference = file.reference.is_some();
             let resume = plan.resumed.contains(name);
+            let pg_path = match plan.standby {
+                Some(standby) if standby_file(name, standby.xact_path) => standby.pg_path,
+                _ => plan.pg_path,
+            };
             JobFile {
                 name: name.clone(),
-                pg_file: pg_file(plan.pg_path, name),
+                pg_file: pg_file(pg_path, name),
                 size: file.size,
                 copy_exact_size: plan.datadir.copy_exact_size(rel),
                 ignore_missing: rel != datadir::PG_CONTROL,
@@ -181,12 +225,89 @@ impl Progress {
     /// Count `size` as done; `<size>, <pct>%` with two decimals, as pgBackRest logs it.
     fn text(&mut self, size: u64) -> String {
         self.done += size;
-        let pct = if self.total == 0 {
-            10_000
-        } else {
-            u64::try_from(u128::from(self.done) * 10_000 / u128::from(self.total)).unwrap_or(0)
-        };
+        let pct = crate::progress::percent_x100(self.done, self.total);
         format!("{}, {}.{:02}%", size_format(size), pct / 100, pct % 100)
+    }
+}
+
+/// The PostgreSQL storage of one worker, counting the bytes read through it for the live
+/// display. The worker resets the count when it hands a job's results over, so the count is
+/// what the running job has read so far.
+struct Counted<'a> {
+    inner: &'a dyn Storage,
+    read: Arc<AtomicU64>,
+}
+
+/// A read of [`Counted`].
+struct CountedRead {
+    inner: Box<dyn Read + Send>,
+    read: Arc<AtomicU64>,
+}
+
+impl Read for CountedRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl Storage for Counted<'_> {
+    fn driver(&self) -> &'static str {
+        self.inner.driver()
+    }
+
+    fn features(&self) -> Features {
+        self.inner.features()
+    }
+
+    fn root(&self) -> &str {
+        self.inner.root()
+    }
+
+    fn info(&self, path: &str, level: InfoLevel, follow_link: bool) -> Result<Option<StorageInfo>> {
+        self.inner.info(path, level, follow_link)
+    }
+
+    fn list(&self, path: &str, level: InfoLevel) -> Result<Option<Vec<StorageInfo>>> {
+        self.inner.list(path, level)
+    }
+
+    fn open_read(&self, path: &str, opts: ReadOptions) -> Result<Option<Box<dyn Read + Send>>> {
+        Ok(self.inner.open_read(path, opts)?.map(|inner| {
+            Box::new(CountedRead {
+                inner,
+                read: Arc::clone(&self.read),
+            }) as Box<dyn Read + Send>
+        }))
+    }
+
+    fn open_write(&self, path: &str, opts: WriteOptions) -> Result<Box<dyn StorageWrite>> {
+        self.inner.open_write(path, opts)
+    }
+
+    fn remove(&self, path: &str, ignore_missing: bool) -> Result<()> {
+        self.inner.remove(path, ignore_missing)
+    }
+
+    fn remove_path(&self, path: &str, recurse: bool) -> Result<()> {
+        self.inner.remove_path(path, recurse)
+    }
+
+    fn path_create(&self, path: &str, mode: Option<u32>) -> Result<()> {
+        self.inner.path_create(path, mode)
+    }
+
+    fn path_sync(&self, path: &str) -> Result<()> {
+        self.inner.path_sync(path)
+    }
+
+    fn link_create(&self, target: &str, link_path: &str, link_type: LinkType) -> Result<()> {
+        self.inner.link_create(target, link_path, link_type)
+    }
+
+    fn move_file(&self, from: &str, to: &str) -> Result<()> {
+        self.inner.move_file(from, to)
     }
 }
 
@@ -380,13 +501,13 @@ fn prefetch(jobs: &[Job], next: &AtomicUsize, done: &AtomicBool) {
             issued = true;
         }
         if !issued {
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
 }
 
-/// Run `jobs` and fold their results into `manifest`. `tick` is called about once a second and
-/// after every result with the bytes processed so far.
+/// Run `jobs` and fold their results into `manifest`. `tick` is called after every result and a
+/// few times a second while waiting, with the bytes of the finished jobs.
 ///
 /// # Errors
 /// The first job error or `tick` error.
@@ -402,6 +523,10 @@ pub fn run(
         .map(|f| f.size)
         .sum();
     let mut progress = Progress { total, done: 0 };
+    let mut display = crate::progress::Progress::new(workers.log, "backup", total);
+    let live = display.enabled();
+    let threads = workers.process_max.max(1);
+    let reading: Vec<Arc<AtomicU64>> = (0..threads).map(|_| Arc::default()).collect();
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let mut removed = Vec::new();
@@ -413,18 +538,23 @@ pub fn run(
             let (next, done) = (&next, &done);
             scope.spawn(move || prefetch(jobs, next, done));
         }
-        for _ in 0..workers.process_max.max(1) {
+        for read in &reading {
             let tx = tx.clone();
             let (next, abort) = (&next, &abort);
+            let counted = Counted {
+                inner: workers.pg,
+                read: Arc::clone(read),
+            };
             scope.spawn(move || {
+                let pg: &dyn Storage = if live { &counted } else { workers.pg };
                 let mut buffer = Vec::new();
                 while !abort.load(Ordering::Relaxed) {
                     let idx = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(idx) else {
                         break;
                     };
-                    let result =
-                        job::execute(job, workers.settings, workers.pg, workers.repo, &mut buffer);
+                    let result = job::execute(job, workers.settings, pg, workers.repo, &mut buffer);
+                    counted.read.store(0, Ordering::Relaxed);
                     let failed = result.is_err();
                     if tx.send((idx, result)).is_err() || failed {
                         break;
@@ -439,8 +569,9 @@ pub fn run(
                 *first = Some(e);
             }
         };
+        let running = || -> u64 { reading.iter().map(|r| r.load(Ordering::Relaxed)).sum() };
         loop {
-            match rx.recv_timeout(Duration::from_secs(1)) {
+            match rx.recv_timeout(crate::progress::REDRAW) {
                 Ok((idx, Ok(results))) => {
                     if first_error.is_some() {
                         continue;
@@ -459,6 +590,7 @@ pub fn run(
                     if let Err(e) = applied.and_then(|()| tick(manifest, progress.done)) {
                         fail(e, &mut first_error);
                     }
+                    display.update(progress.done + running());
                 }
                 Ok((_, Err(e))) => fail(e, &mut first_error),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -467,12 +599,14 @@ pub fn run(
                     {
                         fail(e, &mut first_error);
                     }
+                    display.update(progress.done + running());
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         done.store(true, Ordering::Relaxed);
     });
+    display.finish();
     if let Some(e) = first_error {
         return Err(e);
     }
@@ -553,7 +687,72 @@ mod tests {
             delta: false,
             unchanged: empty,
             resumed: empty,
+            standby: None,
         }
+    }
+
+    #[test]
+    fn standby_files_are_what_pgbackrest_copies_from_the_standby() {
+        for name in [
+            "pg_data/base/5/16384",
+            "pg_data/base/5/16384.1",
+            "pg_data/global/1260",
+            "pg_data/pg_xact/0000",
+            "pg_data/pg_multixact/members/0000",
+            "pg_tblspc/16385/PG_15_202209061/5/16386",
+        ] {
+            assert!(standby_file(name, "pg_xact"), "{name}");
+        }
+        for name in [
+            "pg_data/global/pg_control",
+            "pg_data/PG_VERSION",
+            "pg_data/postgresql.auto.conf",
+            "pg_data/pg_logical/replorigin_checkpoint",
+            "pg_data/pg_clog/0000",
+            "pg_data/backup_label",
+            "pg_data/base",
+        ] {
+            assert!(!standby_file(name, "pg_xact"), "{name}");
+        }
+        assert!(standby_file("pg_data/pg_clog/0000", "pg_clog"));
+
+        let dd = DataDir::new(PgVersion::from_major(15).unwrap(), 202_209_061).unwrap();
+        let empty = BTreeSet::new();
+        let m = manifest(&[
+            ("pg_data/global/pg_control", 8192, 1),
+            ("pg_data/base/5/1", 8192, 1),
+            ("pg_data/PG_VERSION", 3, 1),
+        ]);
+        let plan = Plan {
+            standby: Some(StandbySource {
+                pg_path: "/standby",
+                xact_path: "pg_xact",
+            }),
+            ..plan_for(&dd, None, &empty)
+        };
+        let mut read: Vec<(String, String)> = jobs(&m, &plan)
+            .into_iter()
+            .flat_map(|j| j.files)
+            .map(|f| (f.name, f.pg_file))
+            .collect();
+        read.sort();
+        assert_eq!(
+            read,
+            [
+                (
+                    "pg_data/PG_VERSION".to_string(),
+                    "/pg/PG_VERSION".to_string()
+                ),
+                (
+                    "pg_data/base/5/1".to_string(),
+                    "/standby/base/5/1".to_string()
+                ),
+                (
+                    "pg_data/global/pg_control".to_string(),
+                    "/pg/global/pg_control".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -56,10 +56,6 @@ pub fn run(ctx: &Ctx) -> Result<()> {
 ///
 /// # Errors
 /// As [`run`].
-#[allow(
-    dead_code,
-    reason = "called by the backup command (expire-auto) once it is wired in"
-)]
 pub fn run_after_backup(ctx: &Ctx) -> Result<()> {
     expire(ctx, None, false)
 }

@@ -132,10 +132,10 @@ fn gather(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StanzaData>> {
             .any(|r| matches!(r.state, RepoState::Loaded(_)))
         {
             let path = lock::lock_file(ctx.lock_path(), &stanza.name, false);
-            if let Some((_, _, pct)) = lock::held(&path) {
+            if let Some(data) = lock::held(&path) {
                 stanza.backup_lock = BackupLock {
                     held: true,
-                    percent_complete: pct.and_then(|p| u32::try_from(p).ok()),
+                    percent_complete: data.percent_complete,
                 };
             }
         }

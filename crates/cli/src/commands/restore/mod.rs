@@ -22,7 +22,6 @@
 pub mod clean;
 pub mod job;
 pub mod owner;
-pub mod progress;
 pub mod recovery;
 pub mod remap;
 pub mod select;
@@ -551,7 +550,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     local.path_sync(&format!("{pg_path}/global"))?;
     ctx.log.info(&format!(
         "restore size = {}, file total = {}",
-        progress::size_format(size_restored),
+        crate::progress::size_format(size_restored),
         manifest.files.len()
     ));
     Ok(())
@@ -733,7 +732,7 @@ fn run_jobs(
     // a checksum delta reads every file of the data directory; otherwise the repository is read
     let delta = settings.delta && !settings.force;
     let repo_root = (repo.driver() == "posix").then(|| repo.root());
-    let mut progress = progress::Progress::new(total);
+    let mut progress = crate::progress::Progress::new(&ctx.log, "restore", total);
     let mut restored: u64 = 0;
     let mut written: Vec<String> = Vec::new();
     let mut first_error: Option<Error> = None;
@@ -837,7 +836,7 @@ fn job_log(
     };
     line.push_str(&format!(
         "{}, {pct:.2}%)",
-        progress::size_format(file.expected.size)
+        crate::progress::size_format(file.expected.size)
     ));
     if file.expected.size != 0 && !file.zero {
         line.push_str(&format!(" checksum {}", file.expected.sha1.to_hex()));
