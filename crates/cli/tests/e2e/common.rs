@@ -18,6 +18,26 @@ impl Site {
     /// Start a cluster whose `archive_command` is `archive_with` (`pgbackrest` or none) and write
     /// a config file with one repository.
     pub fn new(archive_with: Option<&str>) -> Site {
+        Site::with_options(PgClusterOptions::default(), archive_with)
+    }
+
+    /// [`Site::new`] on PostgreSQL `major` (binaries found by `pgkeep_testkit::find_bin_dir`,
+    /// e.g. `/opt/pgbin/<major>/bin`); fails the test, saying where it looked, when they are
+    /// missing.
+    pub fn with_major(major: u32, archive_with: Option<&str>) -> Site {
+        Site::with_options(
+            PgClusterOptions {
+                major: Some(major),
+                ..PgClusterOptions::default()
+            },
+            archive_with,
+        )
+    }
+
+    /// [`Site::new`] with a cluster built from `options` (major, `initdb` arguments, settings);
+    /// the archive settings are this site's.
+    pub fn with_options(options: PgClusterOptions, archive_with: Option<&str>) -> Site {
+        let major = options.major;
         let dir = TempDir::new().expect("temp dir");
         let conf = dir.path().join("pgbackrest.conf");
         let archive_command = archive_with.map(|tool| {
@@ -29,9 +49,14 @@ impl Site {
         let cluster = PgCluster::start(PgClusterOptions {
             archive_mode: archive_command.as_ref().map(|_| "on".to_string()),
             archive_command,
-            ..PgClusterOptions::default()
+            ..options
         })
-        .unwrap_or_else(|e| panic!("PostgreSQL could not start: {e}"));
+        .unwrap_or_else(|e| match major {
+            Some(m) => panic!(
+                "PostgreSQL {m} could not start: {e}\n(scripts/install-deps.sh installs majors 10 to 18 into /opt/pgbin)"
+            ),
+            None => panic!("PostgreSQL could not start: {e}"),
+        });
         let site = Site { cluster, dir, conf };
         site.write_conf("");
         site

@@ -17,6 +17,7 @@ mod archive;
 mod backup;
 mod common;
 mod faults;
+mod majors;
 mod restore;
 mod retention;
 mod stanza;
