@@ -23,7 +23,8 @@ use pgkeep_pg::client::Client;
 use pgkeep_pg::{ControlInfo, PgVersion};
 use pgkeep_repo::info::load_info;
 use pgkeep_repo::{ArchiveInfo, BackupInfo, layout};
-use pgkeep_storage::{Storage, join};
+use pgkeep_storage::posix::PosixStorage;
+use pgkeep_storage::{InfoLevel, Storage, join};
 
 use crate::commands::archive::wait_for_segment;
 use crate::commands::db;
@@ -35,38 +36,17 @@ use crate::ctx::Ctx;
 /// See the module contract.
 pub fn run(ctx: &Ctx) -> Result<()> {
     let stanza = ctx.stanza()?;
-    let mut primary: Option<(u32, Client)> = None;
-    let mut standby: Option<(u32, Client)> = None;
-    for key in ctx.pg_keys() {
-        let attempt = Client::connect(&ctx.pg_client_options(key)).and_then(|mut client| {
-            let in_recovery = client.is_in_recovery()?;
-            Ok((client, in_recovery))
-        });
-        match attempt {
-            Ok((client, true)) => {
-                if standby.is_none() {
-                    standby = Some((key, client));
-                }
-            }
-            Ok((client, false)) => {
-                if primary.is_some() {
-                    return Err(Error::new(
-                        ErrorKind::DbConnect,
-                        "more than one primary cluster found",
-                    ));
-                }
-                primary = Some((key, client));
-            }
-            Err(e) => ctx.log.warn(&format!(
-                "unable to check pg{key}: [{}] {}",
-                e.kind().name(),
-                e.message()
-            )),
-        }
-    }
+    let found = db::get(ctx, false, false, false)?;
+    let primary = found.primary.map(|p| (p.key, p.client));
+    let standby = found.standby.map(|p| (p.key, p.client));
     if primary.is_none() && standby.is_none() {
         return Err(Error::new(ErrorKind::Config, "no database found")
             .with_hint("check indexed pg-path/pg-host configurations"));
+    }
+    // pgBackRest's checkManifest() placeholder: each data directory is listed (a missing one is
+    // passed over, one that cannot be read is an error).
+    for key in ctx.pg_keys() {
+        PosixStorage::new(ctx.pg_path(key)?).list("", InfoLevel::Exists)?;
     }
 
     if let Some((key, mut client)) = standby {
@@ -132,7 +112,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// pgBackRest `checkDbConfig()`.
+/// pgBackRest `checkDbConfig()` with this command's settings (archive checks on primaries only).
 fn check_db_config(
     ctx: &Ctx,
     pg_version: PgVersion,
@@ -140,51 +120,17 @@ fn check_db_config(
     client: &mut Client,
     is_standby: bool,
 ) -> Result<()> {
-    let db_version = client.version();
-    let db_path = client.data_directory()?;
-    let pg_path = ctx.pg_path(key)?;
-    if pg_version != db_version || pg_path != db_path {
-        return Err(Error::new(
-            ErrorKind::DbMismatch,
-            format!(
-                "version '{db_version}' and path '{db_path}' queried from cluster do not match version '{pg_version}' and '{pg_path}' read from '{pg_path}/global/pg_control'"
-            ),
-        )
-        .with_hint(format!("the pg{key}-path and pg{key}-port settings likely reference different clusters.")));
-    }
-    if !is_standby && ctx.cfg.valid(OptionId::ArchiveCheck) && ctx.cfg.bool(OptionId::ArchiveCheck)
-    {
-        let mode = client.setting("archive_mode")?.unwrap_or_default();
-        if mode == "off" {
-            return Err(Error::new(
-                ErrorKind::ArchiveDisabled,
-                "archive_mode must be enabled",
-            ));
-        }
-        if ctx.cfg.bool(OptionId::ArchiveModeCheck) && mode == "always" {
-            return Err(Error::new(
-                ErrorKind::FeatureNotSupported,
-                "archive_mode=always not supported",
-            ));
-        }
-        let command = client.setting("archive_command")?;
-        archive_command_valid(command.as_deref())?;
-    }
-    Ok(())
-}
-
-/// `archive_command` must run pgkeep (or pgbackrest, which writes the same archive).
-fn archive_command_valid(command: Option<&str>) -> Result<()> {
-    match command {
-        Some(c) if c.contains("pgkeep") || c.contains("pgbackrest") => Ok(()),
-        other => Err(Error::new(
-            ErrorKind::ArchiveCommandInvalid,
-            format!(
-                "archive_command '{}' must contain pgkeep or pgbackrest",
-                other.unwrap_or("[NULL]")
-            ),
-        )),
-    }
+    let archive_check = !is_standby
+        && ctx.cfg.valid(OptionId::ArchiveCheck)
+        && ctx.cfg.bool(OptionId::ArchiveCheck);
+    db::check_db_config(
+        client,
+        pg_version,
+        key,
+        ctx.pg_path(key)?,
+        archive_check,
+        ctx.cfg.bool(OptionId::ArchiveModeCheck),
+    )
 }
 
 /// pgBackRest `checkStanzaInfoPg()`; returns the current archive id.
@@ -223,6 +169,7 @@ fn check_stanza_info(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::db::archive_command_valid;
 
     #[test]
     fn archive_command_must_run_pgkeep_or_pgbackrest() {

@@ -2,6 +2,7 @@
 //! `src/command/check/common.c`, `pgValidate()` in `src/command/stanza/common.c`).
 
 use pgkeep_base::{Error, ErrorKind, Result};
+use pgkeep_pg::PgVersion;
 use pgkeep_pg::client::Client;
 use pgkeep_pg::control::{self, ControlInfo};
 
@@ -124,6 +125,71 @@ pub fn primary(ctx: &Ctx) -> Result<Primary> {
     })
 }
 
+/// pgBackRest `checkDbConfig()`: the server behind `client` must be the cluster of `pgN-path`
+/// (same version as its `pg_control`, same data directory) and, with `archive_check` (primaries
+/// only), archive through pgkeep or pgbackrest; `archive_mode=always` is refused when
+/// `archive_mode_check`.
+///
+/// # Errors
+/// `DbMismatch` (58) with pgBackRest's hint, `ArchiveDisabled` (87), `FeatureNotSupported` (25),
+/// `ArchiveCommandInvalid` (68).
+pub fn check_db_config(
+    client: &mut Client,
+    pg_version: PgVersion,
+    key: u32,
+    pg_path: &str,
+    archive_check: bool,
+    archive_mode_check: bool,
+) -> Result<()> {
+    let db_version = client.version();
+    let db_path = client.data_directory()?;
+    if pg_version != db_version || pg_path.trim_end_matches('/') != db_path.trim_end_matches('/') {
+        return Err(Error::new(
+            ErrorKind::DbMismatch,
+            format!(
+                "version '{db_version}' and path '{db_path}' queried from cluster do not match version '{pg_version}' and '{pg_path}' read from '{pg_path}/global/pg_control'"
+            ),
+        )
+        .with_hint(format!(
+            "the pg{key}-path and pg{key}-port settings likely reference different clusters."
+        )));
+    }
+    if !archive_check {
+        return Ok(());
+    }
+    let mode = client.setting("archive_mode")?.unwrap_or_default();
+    if mode == "off" {
+        return Err(Error::new(
+            ErrorKind::ArchiveDisabled,
+            "archive_mode must be enabled",
+        ));
+    }
+    if archive_mode_check && mode == "always" {
+        return Err(Error::new(
+            ErrorKind::FeatureNotSupported,
+            "archive_mode=always not supported",
+        ));
+    }
+    archive_command_valid(client.setting("archive_command")?.as_deref())
+}
+
+/// `archive_command` must run pgkeep (or pgbackrest, which writes the same archive).
+///
+/// # Errors
+/// `ArchiveCommandInvalid` (68) naming the command (`[NULL]` when unset).
+pub fn archive_command_valid(command: Option<&str>) -> Result<()> {
+    match command {
+        Some(c) if c.contains("pgkeep") || c.contains("pgbackrest") => Ok(()),
+        other => Err(Error::new(
+            ErrorKind::ArchiveCommandInvalid,
+            format!(
+                "archive_command '{}' must contain pgkeep or pgbackrest",
+                other.unwrap_or("[NULL]")
+            ),
+        )),
+    }
+}
+
 /// The cluster's control data, validated against the running server when `--online`: the
 /// version and data directory the server reports must match `pg_control` and `pgN-path`.
 ///
@@ -135,23 +201,14 @@ pub fn validate(ctx: &Ctx) -> Result<ControlInfo> {
     }
     let mut primary = primary(ctx)?;
     let control = read_control(ctx, primary.key)?;
-    let server_version = primary.client.version();
-    let data_directory = primary.client.data_directory()?;
     let pg_path = ctx.pg_path(primary.key)?;
-    if server_version != control.version
-        || data_directory.trim_end_matches('/') != pg_path.trim_end_matches('/')
-    {
-        return Err(Error::new(
-            ErrorKind::DbMismatch,
-            format!(
-                "version '{server_version}' and path '{data_directory}' queried from cluster do not match version '{}' and '{pg_path}' read from '{pg_path}/global/pg_control'",
-                control.version
-            ),
-        )
-        .with_hint(format!(
-            "the pg{k}-path and pg{k}-port settings likely reference different clusters.",
-            k = primary.key
-        )));
-    }
+    check_db_config(
+        &mut primary.client,
+        control.version,
+        primary.key,
+        pg_path,
+        false,
+        false,
+    )?;
     Ok(control)
 }

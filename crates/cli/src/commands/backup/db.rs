@@ -357,63 +357,6 @@ pub fn time(client: &mut Client, wait_remainder: bool) -> Result<i64> {
     ))
 }
 
-/// pgBackRest `checkDbConfig()` for a primary: the server must be the configured cluster and,
-/// with archive checks, archive with pgkeep or pgbackrest.
-///
-/// # Errors
-/// `DbMismatch`, `ArchiveDisabled`, `FeatureNotSupported`, `ArchiveCommandInvalid`.
-pub fn check_config(
-    client: &mut Client,
-    control: &ControlInfo,
-    key: u32,
-    pg_path: &str,
-    archive_check: bool,
-    archive_mode_check: bool,
-) -> Result<()> {
-    let db_version = client.version();
-    let db_path = client.data_directory()?;
-    if control.version != db_version
-        || pg_path.trim_end_matches('/') != db_path.trim_end_matches('/')
-    {
-        return Err(Error::new(
-            ErrorKind::DbMismatch,
-            format!(
-                "version '{db_version}' and path '{db_path}' queried from cluster do not match version '{}' and '{pg_path}' read from '{pg_path}/global/pg_control'",
-                control.version
-            ),
-        )
-        .with_hint(format!(
-            "the pg{key}-path and pg{key}-port settings likely reference different clusters."
-        )));
-    }
-    if !archive_check {
-        return Ok(());
-    }
-    let mode = client.setting("archive_mode")?.unwrap_or_default();
-    if mode == "off" {
-        return Err(Error::new(
-            ErrorKind::ArchiveDisabled,
-            "archive_mode must be enabled",
-        ));
-    }
-    if archive_mode_check && mode == "always" {
-        return Err(Error::new(
-            ErrorKind::FeatureNotSupported,
-            "archive_mode=always not supported",
-        ));
-    }
-    match client.setting("archive_command")? {
-        Some(c) if c.contains("pgkeep") || c.contains("pgbackrest") => Ok(()),
-        other => Err(Error::new(
-            ErrorKind::ArchiveCommandInvalid,
-            format!(
-                "archive_command '{}' must contain pgkeep or pgbackrest",
-                other.as_deref().unwrap_or("[NULL]")
-            ),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

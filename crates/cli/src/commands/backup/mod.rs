@@ -607,7 +607,7 @@ fn init_standby(ctx: &Ctx, found: pgdb::Primary, primary: &ControlInfo) -> Resul
     let pgdb::Primary { key, mut client } = found;
     let control = pgdb::read_control(ctx, key)?;
     let pg_path = ctx.pg_path(key)?.trim_end_matches('/').to_string();
-    db::check_config(&mut client, &control, key, &pg_path, false, false)?;
+    pgdb::check_db_config(&mut client, control.version, key, &pg_path, false, false)?;
     if control.version != primary.version || control.system_id != primary.system_id {
         return Err(Error::new(
             ErrorKind::DbMismatch,
@@ -739,9 +739,9 @@ fn start(
         }
         return Ok(None);
     };
-    db::check_config(
+    pgdb::check_db_config(
         client,
-        &db.control,
+        db.control.version,
         db.key,
         &db.pg_path,
         opts.archive_check,
