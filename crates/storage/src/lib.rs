@@ -125,6 +125,9 @@ pub struct Features {
     pub path: bool,
     /// Directories can be fsynced.
     pub path_sync: bool,
+    /// Everything written below a path can be made durable at once ([`Storage::sync_all`]),
+    /// so writers may skip the per-file fsync.
+    pub sync_all: bool,
     /// Hard links can be created.
     pub hardlink: bool,
     /// Symbolic links can be created and read.
@@ -217,6 +220,16 @@ pub trait Storage: Send + Sync {
     /// fails; `FeatureNotSupported` on drivers without paths.
     fn path_sync(&self, path: &str) -> Result<()> {
         Err(not_supported(self.driver(), "path sync", path))
+    }
+
+    /// Make every file written below `path` durable at once (posix: one `syncfs()` of the file
+    /// system holding it), for writers that skipped the per-file fsync.
+    ///
+    /// # Errors
+    /// `PathOpen` when `path` cannot be opened, `PathSync` when the flush fails;
+    /// `FeatureNotSupported` on drivers without [`Features::sync_all`].
+    fn sync_all(&self, path: &str) -> Result<()> {
+        Err(not_supported(self.driver(), "sync all", path))
     }
 
     /// Create a link at `link_path` pointing to `target`. A soft link's target is stored as given

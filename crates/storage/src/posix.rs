@@ -183,6 +183,7 @@ impl Storage for PosixStorage {
         Features {
             path: true,
             path_sync: true,
+            sync_all: true,
             hardlink: true,
             symlink: true,
             info_detail: true,
@@ -362,6 +363,27 @@ impl Storage for PosixStorage {
 
     fn path_sync(&self, path: &str) -> Result<()> {
         sync_dir(&self.path(path))
+    }
+
+    fn sync_all(&self, path: &str) -> Result<()> {
+        let full = self.path(path);
+        let dir = File::open(&full).map_err(|e| {
+            sys(
+                ErrorKind::PathOpen,
+                format!("unable to open path '{full}'"),
+                &e,
+            )
+        })?;
+        nix::unistd::syncfs(&dir).map_err(|e| {
+            Error::new(
+                ErrorKind::PathSync,
+                format!(
+                    "unable to sync file system of '{full}': [{}] {}",
+                    e as i32,
+                    e.desc()
+                ),
+            )
+        })
     }
 
     fn link_create(&self, target: &str, link_path: &str, link_type: LinkType) -> Result<()> {
@@ -1977,6 +1999,23 @@ mod tests {
         );
         let err = storage.remove_path("d/f", false).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PathRemove);
+    }
+
+    #[test]
+    fn sync_all_flushes_a_tree_and_names_a_missing_path() {
+        let (_dir, storage) = setup();
+        assert!(storage.features().sync_all);
+        put(&storage, "tree/a/f", b"x", WriteOptions::default()).unwrap();
+        storage.sync_all("tree").unwrap();
+        let err = storage.sync_all("missing").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PathOpen);
+        assert_eq!(
+            err.message(),
+            format!(
+                "unable to open path '{}': [2] No such file or directory",
+                storage.path("missing")
+            )
+        );
     }
 
     #[test]

@@ -386,7 +386,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         compress: opts.compress,
         level: opts.level,
         cipher_pass: manifest.cipher_pass.clone(),
-        sync_each: !can_flush(storage),
+        sync_each: !storage.features().sync_all,
     };
     copy_files(
         ctx,
@@ -486,11 +486,12 @@ pub fn run(ctx: &Ctx) -> Result<()> {
 
     ctx.log
         .info(&format!("new backup label = {}", manifest.backup.label));
+    // One flush of the whole backup instead of an fsync per file: the per-file fsync latency,
+    // not reading or compressing, dominates the copy of a cluster with many small files. It runs
+    // before the manifest commits the backup, so a visible backup is as durable as with per-file
+    // syncs; a crash before it leaves a resumable backup whose files are re-verified by checksum.
     if !settings.sync_each {
-        flush(
-            storage,
-            &layout::backup_label_path(stanza, &manifest.backup.label),
-        )?;
+        storage.sync_all(&layout::backup_label_path(stanza, &manifest.backup.label))?;
     }
     complete::complete(
         storage,
@@ -512,32 +513,6 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         manifest.files.len()
     ));
     Ok(())
-}
-
-/// Can the repository be flushed as a whole ([`flush`])? Only a local file system can.
-fn can_flush(storage: &dyn Storage) -> bool {
-    storage.driver() == "posix"
-}
-
-/// Make every file written under `path` durable with one `syncfs()` of its file system, instead
-/// of an fsync per file: the per-file fsync latency, not reading or compressing, dominates the
-/// copy of a cluster with many small files. Called before the manifest commits the backup, so a
-/// visible backup is as durable as with per-file syncs; a crash before that leaves a resumable
-/// backup whose files are re-verified by checksum anyway.
-fn flush(storage: &dyn Storage, path: &str) -> Result<()> {
-    let full = pgkeep_storage::join(storage.root(), path);
-    let dir = std::fs::File::open(&full)
-        .map_err(|e| Error::io(ErrorKind::PathOpen, "unable to open path", &full, &e))?;
-    nix::unistd::syncfs(&dir).map_err(|e| {
-        Error::new(
-            ErrorKind::PathSync,
-            format!(
-                "unable to sync file system of '{full}': [{}] {}",
-                e as i32,
-                e.desc()
-            ),
-        )
-    })
 }
 
 /// Features pgkeep does not have yet are refused up front, before anything is written.

@@ -298,6 +298,10 @@ impl Storage for Counted<'_> {
         self.inner.path_create(path, mode)
     }
 
+    fn sync_all(&self, path: &str) -> Result<()> {
+        self.inner.sync_all(path)
+    }
+
     fn path_sync(&self, path: &str) -> Result<()> {
         self.inner.path_sync(path)
     }
