@@ -11,6 +11,10 @@
 //!   (`\r`) at most four times a second, and erased by [`Progress::finish`] (or on drop, so an
 //!   error path leaves no half line behind). It is drawn through the [`Logger`], which erases it
 //!   before printing a log line to the console, so log lines never start mid-line.
+//! - Whatever the display, a copy that runs long logs its progress at info level every
+//!   [`LOG_EVERY`] (`backup progress: 42.0% (1.2GB of 2.9GB), 95.1MB/s, eta 18s`), so a log file or
+//!   a console at `log-level-console=info` shows a long backup or restore moving. pgBackRest has
+//!   no such line; a copy shorter than [`LOG_EVERY`] logs none, so short runs read the same.
 //! - [`percent_x100`] is pgBackRest's `percentComplete`: `done / total * 10000` in double
 //!   precision, truncated (10000 when there is nothing to copy). The backup's detail lines and the
 //!   `pctCplt` of the lock file use it, so they match pgBackRest's to the last digit.
@@ -24,6 +28,9 @@ pub const ENV: &str = "PGKEEP_PROGRESS";
 
 /// Minimum time between two redraws.
 pub const REDRAW: Duration = Duration::from_millis(250);
+
+/// Time between two progress lines in the log.
+pub const LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// `12.3MB` style sizes (pgBackRest's `strSizeFormat`).
 #[must_use]
@@ -132,6 +139,8 @@ pub struct Progress<'a> {
     enabled: bool,
     /// The most shown so far: the display never goes backwards.
     shown: u64,
+    /// When the last progress line was logged (the start before the first).
+    logged: Instant,
 }
 
 impl<'a> Progress<'a> {
@@ -149,6 +158,7 @@ impl<'a> Progress<'a> {
             last: None,
             enabled: wanted(env.as_deref(), std::io::stderr().is_terminal()),
             shown: 0,
+            logged: Instant::now(),
         }
     }
 
@@ -158,20 +168,27 @@ impl<'a> Progress<'a> {
         self.enabled
     }
 
-    /// `done` bytes are copied: redraw if the last draw is old enough.
+    /// `done` bytes are copied: redraw if the last draw is old enough, log a progress line if the
+    /// last one is [`LOG_EVERY`] old.
     pub fn update(&mut self, done: u64) {
-        if !self.enabled {
-            return;
-        }
         let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < REDRAW)
+        self.shown = self.shown.max(done);
+        if now.duration_since(self.logged) >= LOG_EVERY {
+            self.logged = now;
+            self.log.info(&format!(
+                "{} progress: {}",
+                self.what,
+                line("", self.shown, self.total, now.duration_since(self.start)).trim_start()
+            ));
+        }
+        if !self.enabled
+            || self
+                .last
+                .is_some_and(|last| now.duration_since(last) < REDRAW)
         {
             return;
         }
         self.last = Some(now);
-        self.shown = self.shown.max(done);
         self.log.status(&line(
             self.what,
             self.shown,
@@ -246,6 +263,35 @@ mod tests {
     }
 
     #[test]
+    fn a_long_copy_logs_its_progress_at_info_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo-backup.log");
+        let mut logger = Logger::new(crate::log::LogSettings {
+            file: crate::log::Level::Info,
+            timestamp: false,
+            ..crate::log::LogSettings::default()
+        });
+        logger.open_file(path.to_str().unwrap());
+        let mb = 1024 * 1024;
+        let mut progress = Progress::new(&logger, "backup", 4 * mb);
+        progress.update(mb);
+        let logged = || std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(!logged().contains("progress"), "nothing before LOG_EVERY");
+        progress.logged -= LOG_EVERY;
+        progress.start -= Duration::from_secs(2);
+        progress.update(2 * mb);
+        let text = logged();
+        assert!(
+            text.contains("P00   INFO: backup progress: 50.0% (2MB of 4MB), ")
+                && text.contains("/s, eta 2s\n"),
+            "{text}"
+        );
+        // the next line waits for the next period
+        progress.update(3 * mb);
+        assert_eq!(logged().matches("backup progress").count(), 1);
+    }
+
+    #[test]
     fn environment_forces_or_silences_the_display() {
         assert!(wanted(None, true));
         assert!(!wanted(None, false));
@@ -262,6 +308,6 @@ mod tests {
         p.enabled = false;
         p.update(5);
         p.finish();
-        assert_eq!(p.shown, 0);
+        assert_eq!(p.last, None, "nothing drawn");
     }
 }
