@@ -5,7 +5,8 @@
 #   env: ROUNDS (default 1: runs of the whole matrix; the best run of each row is shown, since a
 #        shared machine only ever slows a run down), PGBIN (default /usr/lib/postgresql/15/bin), BENCH_DIR (default a new /tmp dir, removed
 #        at the end unless KEEP=1; segments already generated there are reused), BENCH_USER (OS
-#        user when run as root, default pgtest)
+#        user when run as root, default pgtest), TYPES (default "lz4 zst"), MODES (default
+#        "sync async"): a subset of the matrix
 #
 # What it does:
 #   1. builds pgkeep (cargo build --release -p pgkeep);
@@ -92,13 +93,16 @@ EOF
 fi
 
 echo "== pushing"
-$RUNAS env PGKEEP="$PGKEEP" WORK="$WORK" COUNT="$COUNT" ROUNDS="${ROUNDS:-1}" python3 - <<'PYTHON'
+$RUNAS env PGKEEP="$PGKEEP" WORK="$WORK" COUNT="$COUNT" ROUNDS="${ROUNDS:-1}" \
+    TYPES="${TYPES:-lz4 zst}" MODES="${MODES:-sync async}" python3 - <<'PYTHON'
 import ctypes, os, shutil, subprocess, sys, time
 
 PGKEEP = os.environ["PGKEEP"]
 WORK = os.environ["WORK"]
 COUNT = int(os.environ["COUNT"])
 ROUNDS = int(os.environ["ROUNDS"])
+TYPES = os.environ["TYPES"].split()
+MODES = os.environ["MODES"].split()
 TOOLS = [("pgbackrest", "pgbackrest"), ("pgkeep", PGKEEP)]
 
 # orphaned background processes (async archive-push) are reparented to us, so their CPU is counted
@@ -132,7 +136,7 @@ def children_cpu():
 
 results = {}
 for _round, compress, mode, (tool, exe) in [
-    (r, c, m, t) for r in range(ROUNDS) for c in ["lz4", "zst"] for m in ["sync", "async"] for t in TOOLS
+    (r, c, m, t) for r in range(ROUNDS) for c in TYPES for m in MODES for t in TOOLS
 ]:
     run_dir = f"{WORK}/run-{tool}-{mode}-{compress}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -185,8 +189,8 @@ print()
 print(f"{COUNT} segments of 16 MiB, {os.cpu_count()} CPUs")
 print(f"{'mode':5} {'type':4} | {'pgbackrest seg/s':>16} {'pgkeep seg/s':>12} {'ratio':>6} | {'pgbackrest ms/seg':>17} {'pgkeep ms/seg':>13} {'ratio':>6} | "
       f"{'pgbackrest CPU s':>16} {'pgkeep CPU s':>12} {'ratio':>6} | {'pgbackrest RSS MiB':>18} {'pgkeep RSS MiB':>14} {'ratio':>6}")
-for mode in ["sync", "async"]:
-    for compress in ["lz4", "zst"]:
+for mode in MODES:
+    for compress in TYPES:
         b = results[(mode, compress, "pgbackrest")]
         k = results[(mode, compress, "pgkeep")]
         print(f"{mode:5} {compress:4} | {b[0]:16.1f} {k[0]:12.1f} {k[0] / b[0]:6.2f} | {b[1]:17.1f} {k[1]:13.1f} {k[1] / b[1]:6.2f} | "

@@ -3,8 +3,10 @@
 //! Contract:
 //! - Compressors write what pgBackRest writes: gz = gzip member with mtime 0 and OS 3 (zlib's
 //!   own header, XFL from the level); lz4 = LZ4 frame, 64 KiB linked blocks, content checksum;
-//!   zst = zstd frame without content checksum or size; bz2 = bzip2 stream. Empty input gives a
-//!   valid empty stream (gz: the 20-byte member pgBackRest stores for zero-length files).
+//!   zst = zstd frames without content checksum or size, a new frame after every 512 KiB of input
+//!   (up to that size the one frame pgBackRest writes; see `zst.rs` for why); bz2 = bzip2
+//!   stream. Empty input gives a valid empty stream (gz: the 20-byte member pgBackRest stores for
+//!   zero-length files).
 //! - Decompressors accept any conformant stream of their format, including several
 //!   members/frames one after another (and skippable lz4/zstd frames), and emit output in bounded
 //!   pieces. Empty or truncated input is `FormatError` "unexpected eof in compressed data";
@@ -213,33 +215,6 @@ pub fn compress(ty: CompressType, level: i32, data: &[u8]) -> Result<Vec<u8>> {
     match ty.compressor(level)? {
         Some(mut compressor) => transform_all(compressor.as_mut(), data),
         None => Ok(data.to_vec()),
-    }
-}
-
-/// Compress a whole in-memory buffer into `out` (cleared first; its capacity is reused), for data
-/// that is in memory anyway (a WAL segment a worker holds). zst uses libzstd's one-shot API, which
-/// is faster than streaming and gives the same frame format; other types run their streaming
-/// compressor over the buffer.
-pub fn compress_buffer(ty: CompressType, level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
-    if ty == CompressType::Zst {
-        let range = ty.level_range();
-        if !range.contains(&level) {
-            crate::bail!(
-                OptionInvalidValue,
-                "compress level {level} is out of range for '{ty}' ({}..{})",
-                range.start(),
-                range.end()
-            );
-        }
-        return zst::compress_all(level, data, out);
-    }
-    out.clear();
-    match ty.compressor(level)? {
-        Some(mut compressor) => crate::io::transform_all_into(compressor.as_mut(), data, out),
-        None => {
-            out.extend_from_slice(data);
-            Ok(())
-        }
     }
 }
 

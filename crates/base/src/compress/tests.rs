@@ -463,8 +463,8 @@ fn multi_threaded_zst_is_one_ordinary_stream() {
             data,
             "size {size}"
         );
-        // an ordinary zstd frame
-        assert_eq!(&packed[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+        // one ordinary zstd frame, whatever the size
+        assert_eq!(zst_frames(&packed).len(), 1, "size {size}");
     }
     // other types and one worker: the ordinary compressors
     let mut gz = CompressType::Gz.compressor_threads(6, 4).unwrap().unwrap();
@@ -485,25 +485,78 @@ fn multi_threaded_zst_is_one_ordinary_stream() {
     assert!(CompressType::Zst.compressor_threads(99, 2).is_err());
 }
 
-#[test]
-fn whole_buffers_compress_like_the_streams_and_reuse_the_output() {
-    let mut out = Vec::new();
-    for ty in CompressType::ALL {
-        for &size in SIZES {
-            let data = sample(size, size as u64 + 7);
-            compress_buffer(ty, ty.default_level(), &data, &mut out).unwrap();
-            assert_eq!(decompress(ty, &out).unwrap(), data, "{ty} size {size}");
+/// The compressed size of each zstd frame of `packed`, checking that none has a checksum or (but
+/// for the frame of an empty stream, as libzstd writes it for pgBackRest too) a content size.
+fn zst_frames(packed: &[u8]) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut rest = packed;
+    while !rest.is_empty() {
+        assert_eq!(rest[..4], [0x28, 0xb5, 0x2f, 0xfd]);
+        // frame header descriptor: no checksum; no content size and not single-segment
+        assert_eq!(rest[4] & 0x04, 0, "descriptor {:#x}", rest[4]);
+        if packed.len() > 9 {
+            assert_eq!(rest[4] & 0xe0, 0, "descriptor {:#x}", rest[4]);
         }
+        let size = zstd::zstd_safe::find_frame_compressed_size(rest).unwrap();
+        sizes.push(size);
+        rest = &rest[size..];
     }
-    // zst: the frame header of the stream (no content size)
-    let data = sample(100_000, 3);
-    compress_buffer(CompressType::Zst, 3, &data, &mut out).unwrap();
-    let streamed = compress(CompressType::Zst, 3, &data).unwrap();
-    assert_eq!(out[..5], streamed[..5]);
+    sizes
+}
+
+#[test]
+fn zst_starts_a_new_frame_after_every_512_kib_of_input() {
+    let frame = zst::FRAME_INPUT;
+    for (size, frames) in [
+        (0, 1),
+        (1000, 1),
+        (frame, 1),
+        (frame + 1, 2),
+        (2 * frame, 2),
+        (2 * frame + 17, 3),
+    ] {
+        let data = sample(size, size as u64 + 11);
+        let whole = compress(CompressType::Zst, 3, &data).unwrap();
+        let sizes = zst_frames(&whole);
+        assert_eq!(sizes.len(), frames, "size {size}");
+        // however the input arrives, frames end at the same offsets with the same bytes
+        for piece in [1000, 65536, 300_000] {
+            assert_eq!(
+                compress_write(CompressType::Zst, 3, &data, piece),
+                whole,
+                "size {size} piece {piece}"
+            );
+        }
+        // each frame stands alone: it decodes to its own part of the input
+        let mut offset = 0;
+        for (i, frame_size) in sizes.iter().enumerate() {
+            let part = decompress(CompressType::Zst, &whole[offset..offset + frame_size]).unwrap();
+            let from = (i * frame).min(size);
+            assert_eq!(
+                part,
+                data[from..(from + frame).min(size)],
+                "size {size} frame {i}"
+            );
+            offset += frame_size;
+        }
+        assert_eq!(decompress(CompressType::Zst, &whole).unwrap(), data);
+    }
+    // one frame's worth is exactly what a plain libzstd stream (pgBackRest's) writes
+    let data = sample(frame, 5);
+    let mut encoder = zstd::stream::raw::Encoder::new(3).unwrap();
+    let mut plain = vec![0u8; 2 * frame];
+    let mut output = zstd::stream::raw::OutBuffer::around(&mut plain[..]);
+    let mut input = zstd::stream::raw::InBuffer::around(&data[..]);
+    while input.pos() < data.len() {
+        zstd::stream::raw::Operation::run(&mut encoder, &mut input, &mut output).unwrap();
+    }
     assert_eq!(
-        compress_buffer(CompressType::Zst, 99, &data, &mut out)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::OptionInvalidValue
+        zstd::stream::raw::Operation::finish(&mut encoder, &mut output, true).unwrap(),
+        0
+    );
+    let written = output.pos();
+    assert_eq!(
+        compress(CompressType::Zst, 3, &data).unwrap(),
+        plain[..written]
     );
 }

@@ -1,6 +1,17 @@
-//! Zstandard through the `zstd` crate (libzstd): one frame per stream, no content checksum and
-//! no content size (streaming, as pgBackRest's `ZSTD_initCStream`); the decoder moves on to the
-//! next frame by itself and skips skippable frames.
+//! Zstandard through the `zstd` crate (libzstd), compressed as pgBackRest does (libzstd's
+//! streaming compressor at the configured level: no content size, no content checksum) but in
+//! independent frames: a new frame starts after every [`FRAME_INPUT`] bytes of input. The decoder
+//! moves on to the next frame by itself and skips skippable frames.
+//!
+//! Why frames: the streaming compressor keeps its window (2 MiB at level 3) in a ring buffer; once
+//! that wraps, blocks take libzstd's slower external-dictionary path, and the match search over
+//! the whole window misses the CPU cache. A frame per 512 KiB never wraps and stays in cache:
+//! measured on 16 MiB WAL segments at level 3, 25% less CPU than one frame (45 vs 58 ms for the
+//! benchmark's segments, 13 vs 17 ms for pgbench's), for the history lost at frame edges (output
+//! 1% smaller on the former, 1.4% larger on the latter; 1 MiB frames: 48 ms, +0.8%). A stream of
+//! at most one frame's input is byte-identical to pgBackRest's; a longer one is a concatenation of
+//! frames, which every zstd decoder reads as one stream (pgBackRest's `ZSTD_decompressStream` loop
+//! included: `pgbackrest archive-get` restores such segments).
 
 use zstd::stream::raw::{Decoder, Encoder, InBuffer, Operation, OutBuffer};
 
@@ -8,18 +19,30 @@ use super::unexpected_eof;
 use crate::error::Result;
 use crate::io::{Transform, chunk_of, reserve_chunk};
 
+/// Input bytes per frame (see the module header).
+pub(crate) const FRAME_INPUT: usize = 512 * 1024;
+
 fn zst_error(err: &std::io::Error) -> crate::Error {
     crate::err!(Format, "zst error: {err}")
 }
 
 pub(crate) struct ZstCompress {
     encoder: Encoder<'static>,
+    /// Input bytes the current frame holds.
+    frame_in: usize,
+    /// Input bytes after which a frame ends; `usize::MAX` keeps one frame (multi-threaded mode,
+    /// whose workers split the frame themselves).
+    frame_max: usize,
 }
 
 impl ZstCompress {
     pub(crate) fn new(level: i32) -> Result<ZstCompress> {
         let encoder = Encoder::new(level).map_err(|e| zst_error(&e))?;
-        Ok(ZstCompress { encoder })
+        Ok(ZstCompress {
+            encoder,
+            frame_in: 0,
+            frame_max: FRAME_INPUT,
+        })
     }
 
     /// libzstd's multi-threaded streaming: `workers` threads compress 2 MiB jobs of the same
@@ -33,44 +56,15 @@ impl ZstCompress {
                 .and_then(|()| encoder.set_parameter(CParameter::JobSize(MT_JOB_SIZE)))
                 .map_err(|e| zst_error(&e))?;
         }
-        Ok(ZstCompress { encoder })
-    }
-}
-
-/// Compress all of `data` into `out` (cleared first, capacity reused) with libzstd's one-shot API:
-/// the frame format of [`ZstCompress`] (no content size, no checksum) without the streaming
-/// window copy, whose wrap-around makes most blocks take the slower external-dictionary path.
-pub(crate) fn compress_all(level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
-    use zstd::stream::raw::CParameter;
-    let mut compressor = zstd::bulk::Compressor::new(level).map_err(|e| zst_error(&e))?;
-    compressor
-        .set_parameter(CParameter::ContentSizeFlag(false))
-        .map_err(|e| zst_error(&e))?;
-    out.clear();
-    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
-    compressor
-        .compress_to_buffer(data, out)
-        .map_err(|e| zst_error(&e))?;
-    Ok(())
-}
-
-/// Job size of multi-threaded compression: small enough that a 16 MiB segment keeps two workers
-/// busy, large enough that the ratio does not suffer.
-const MT_JOB_SIZE: u32 = 2 * 1024 * 1024;
-
-impl Transform for ZstCompress {
-    fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize> {
-        let mut input = InBuffer::around(chunk_of(input));
-        reserve_chunk(out);
-        let pos = out.len();
-        let mut output = OutBuffer::around_pos(out, pos);
-        self.encoder
-            .run(&mut input, &mut output)
-            .map_err(|e| zst_error(&e))?;
-        Ok(input.pos())
+        Ok(ZstCompress {
+            encoder,
+            frame_in: 0,
+            frame_max: if workers > 1 { usize::MAX } else { FRAME_INPUT },
+        })
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+    /// Write the end of the current frame; returns true once it is all in `out`.
+    fn end_frame(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         reserve_chunk(out);
         let pos = out.len();
         let mut output = OutBuffer::around_pos(out, pos);
@@ -79,6 +73,38 @@ impl Transform for ZstCompress {
             .finish(&mut output, false)
             .map_err(|e| zst_error(&e))?;
         Ok(remaining == 0)
+    }
+}
+
+/// Job size of multi-threaded compression: small enough that a 16 MiB segment keeps two workers
+/// busy, large enough that the ratio does not suffer.
+const MT_JOB_SIZE: u32 = 2 * 1024 * 1024;
+
+impl Transform for ZstCompress {
+    fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize> {
+        if self.frame_in >= self.frame_max {
+            // the frame is full: end it (appending output, taking no input) before the next one
+            if self.end_frame(out)? {
+                self.encoder.reinit().map_err(|e| zst_error(&e))?;
+                self.frame_in = 0;
+            }
+            return Ok(0);
+        }
+        let room = self.frame_max - self.frame_in;
+        let input = chunk_of(input);
+        let mut input = InBuffer::around(input.get(..room).unwrap_or(input));
+        reserve_chunk(out);
+        let pos = out.len();
+        let mut output = OutBuffer::around_pos(out, pos);
+        self.encoder
+            .run(&mut input, &mut output)
+            .map_err(|e| zst_error(&e))?;
+        self.frame_in += input.pos();
+        Ok(input.pos())
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        self.end_frame(out)
     }
 }
 

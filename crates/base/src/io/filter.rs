@@ -166,11 +166,7 @@ pub fn transform_all(transform: &mut dyn Transform, data: &[u8]) -> Result<Vec<u
 }
 
 /// [`transform_all`] appending to `out`, whose capacity is reused.
-pub(crate) fn transform_all_into(
-    transform: &mut dyn Transform,
-    data: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<()> {
+fn transform_all_into(transform: &mut dyn Transform, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
     let mut pos = 0;
     while let Some(rest) = data.get(pos..).filter(|rest| !rest.is_empty()) {
         let before = out.len();

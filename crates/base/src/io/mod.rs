@@ -36,7 +36,7 @@ pub use hash::{Sha1Digest, Sha1Observer, SizeObserver, hex, sha1};
 pub use read::FilterRead;
 pub use write::{FilterWrite, copy};
 
-pub(crate) use filter::{chunk_of, reserve_chunk, transform_all_into};
+pub(crate) use filter::{chunk_of, reserve_chunk};
 
 /// Size of the pieces data moves in: big enough to amortise per-call costs, small enough to stay
 /// in cache between filters.

@@ -57,7 +57,10 @@ const TEMP_EXT: &str = ".pgbackrest.tmp";
 /// See the module contract.
 pub fn run(ctx: &Ctx) -> Result<u8> {
     match ctx.cfg.role() {
-        CommandRole::Async => super::run_logged(ctx, |log| run_async(ctx, log)).map(|()| 0),
+        CommandRole::Async => {
+            super::close_inherited_fds();
+            super::run_logged(ctx, |log| run_async(ctx, log)).map(|()| 0)
+        }
         _ => run_main(ctx),
     }
 }

@@ -12,18 +12,15 @@
 //! - Each repository is asked for an existing copy first (a listing). A repository already holding
 //!   the segment with the same SHA-1 is left alone (a warning when `mode_check`); with another
 //!   SHA-1 the push fails with `ArchiveDuplicate` before anything becomes visible anywhere.
-//! - A segment is hashed (SHA-1 of the original bytes, in a second thread) while it is compressed,
-//!   and stored as `<file>-<sha1><ext>`, encrypted with each repository's archive sub-passphrase
-//!   where it has one. Two ways, same result:
-//!   - streamed (no [`SegmentBuffers`]; a lone synchronous push): read in 1 MiB pieces (no large
-//!     fresh allocation, whose page faults cost more than compressing), compressed through the
-//!     filter chain (zst may use several threads, see [`PushOptions::compress_workers`]) into a
-//!     temp name in every repository that needs a copy; once the SHA-1 is known the temp file is
-//!     fsynced and renamed (directory fsynced), so nothing incomplete is ever visible under a name
-//!     the archive reads;
-//!   - from memory (with [`SegmentBuffers`] a background worker keeps): read whole into a reused
-//!     buffer, compressed in one shot (faster for zst), then written with the storage's atomic,
-//!     fsynced write under the final name.
+//! - A segment is read once, in 1 MiB pieces (no large fresh allocation, whose page faults cost
+//!   more than compressing), and hashed (SHA-1 of the original bytes, in a second thread) while
+//!   it is compressed through the filter chain into a temp name in every repository that needs a
+//!   copy, encrypted with each repository's archive sub-passphrase where it has one. Once the
+//!   SHA-1 is known the temp file is fsynced and renamed to `<file>-<sha1><ext>` (directory
+//!   fsynced), so nothing incomplete is ever visible under a name the archive reads. Memory is a
+//!   few pieces and the codec's state, whatever the segment size. zst uses several threads for
+//!   one segment when [`PushOptions::compress_workers`] says so (a lone synchronous push);
+//!   otherwise its filter compresses in independent 512 KiB frames, its fastest single-thread form.
 //! - Other files (`.history`, `.backup`) are stored verbatim (encrypted where needed) under their
 //!   own name with an atomic, fsynced write; an existing copy is replaced, as pgBackRest does.
 //! - A repository that fails is reported in the `Command` error
@@ -282,23 +279,10 @@ pub fn push_file(
     opts: &PushOptions,
     repos: &[PushRepo],
     prior_errors: &[String],
-    buffers: Option<&mut SegmentBuffers>,
 ) -> Result<Vec<String>> {
     let mut errors: Vec<String> = prior_errors.to_vec();
     let warnings = if layout::is_wal_segment_or_partial(archive_file) {
-        match buffers {
-            // one-shot compression pays off for zst only; the other types stream faster
-            Some(buffers) if opts.compress == CompressType::Zst => push_segment_buffered(
-                stanza,
-                source,
-                archive_file,
-                opts,
-                repos,
-                &mut errors,
-                buffers,
-            )?,
-            _ => push_segment(stanza, source, archive_file, opts, repos, &mut errors)?,
-        }
+        push_segment(stanza, source, archive_file, opts, repos, &mut errors)?
     } else {
         push_other(stanza, source, archive_file, repos, &mut errors)?;
         Vec::new()
@@ -408,96 +392,6 @@ fn compare_existing(
                 "WAL file '{archive_file}' already exists in the repo{} archive with the same checksum\nHINT: this is valid in some recovery scenarios but may also indicate a problem.",
                 repo.key
             ));
-        }
-    }
-    Ok(warnings)
-}
-
-/// Memory a background worker keeps from one segment to the next: the segment and its compressed
-/// form. With it a segment is pushed from memory (one read, hashing and one-shot compression in
-/// parallel, no temp name); without it, streamed (see the module contract).
-#[derive(Debug, Default)]
-pub struct SegmentBuffers {
-    data: Vec<u8>,
-    compressed: Vec<u8>,
-}
-
-/// A segment pushed from memory with reused buffers.
-fn push_segment_buffered(
-    stanza: &str,
-    source: &str,
-    archive_file: &str,
-    opts: &PushOptions,
-    repos: &[PushRepo],
-    errors: &mut Vec<String>,
-    buffers: &mut SegmentBuffers,
-) -> Result<Vec<String>> {
-    let mut file = open_source(source)?;
-    let size = file
-        .metadata()
-        .map_or(0, |m| usize::try_from(m.len()).unwrap_or(0));
-    // read in pieces and hash each while it is still in the cache; the compression of the whole
-    // buffer follows (with two background workers on two cores, CPU time is what counts)
-    let data = &mut buffers.data;
-    data.clear();
-    data.reserve(size.saturating_add(PIECE_SIZE));
-    let mut sha1 = Sha1Observer::new();
-    loop {
-        let start = data.len();
-        data.resize(start + PIECE_SIZE, 0);
-        let piece = data.get_mut(start..).unwrap_or_default();
-        let read = read_piece(&mut file, piece, source)?;
-        data.truncate(start + read);
-        if read == 0 {
-            break;
-        }
-        sha1.update(data.get(start..).unwrap_or_default());
-    }
-    let data = buffers.data.as_slice();
-    if opts.header_check {
-        let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        check_header(source, data, size, opts.pg_version, opts.system_id)?;
-    }
-    let (existing, usable) = existing_copies(stanza, archive_file, repos, errors);
-    let needed: Vec<usize> = (0..repos.len())
-        .filter(|&i| {
-            usable.get(i).copied().unwrap_or(false) && existing.get(i).is_some_and(Option::is_none)
-        })
-        .collect();
-    let sha1 = sha1.finish()?.to_hex();
-    let compress = !needed.is_empty() && opts.compress != CompressType::None;
-    if compress {
-        pgkeep_base::compress::compress_buffer(
-            opts.compress,
-            opts.level,
-            data,
-            &mut buffers.compressed,
-        )?;
-    }
-    let warnings = compare_existing(archive_file, &sha1, &existing, opts, repos)?;
-    let stored: &[u8] = if compress { &buffers.compressed } else { data };
-    let destination = layout::wal_archive_file_name(archive_file, &sha1, opts.compress.ext());
-    for i in needed {
-        let Some(repo) = repos.get(i) else { continue };
-        let path = layout::archive_file_path(stanza, &repo.archive_id, &destination);
-        let result = match &repo.cipher_pass {
-            Some(pass) => pgkeep_base::crypto::encrypt(pass.as_bytes(), stored).and_then(|bytes| {
-                pgkeep_storage::put(
-                    repo.storage.as_ref(),
-                    &path,
-                    &bytes,
-                    WriteOptions::default(),
-                )
-            }),
-            None => pgkeep_storage::put(
-                repo.storage.as_ref(),
-                &path,
-                stored,
-                WriteOptions::default(),
-            ),
-        };
-        if let Err(e) = result {
-            errors.push(repo_error_line(repo.key, &e));
         }
     }
     Ok(warnings)
@@ -914,25 +808,18 @@ mod tests {
         repos: &[PushRepo],
         prior: &[String],
     ) -> Result<Vec<String>> {
-        // both ways of pushing a segment must give the same answer and the same repository
-        let streamed = push_file(stanza, source, file, opts, repos, prior, None);
-        if streamed
+        // zst in several threads (one frame) and in one (a frame per 512 KiB) must give the same
+        // answer and the same repository
+        let threaded = push_file(stanza, source, file, opts, repos, prior);
+        if threaded
             .as_ref()
             .is_err_and(|e| e.kind() == ErrorKind::ArchiveDuplicate)
             || !layout::is_wal_segment_or_partial(file)
         {
-            return streamed;
+            return threaded;
         }
-        let buffered = push_file(
-            stanza,
-            source,
-            file,
-            opts,
-            repos,
-            prior,
-            Some(&mut SegmentBuffers::default()),
-        );
-        match (&streamed, &buffered) {
+        let single = push_file(stanza, source, file, &one_thread(opts), repos, prior);
+        match (&threaded, &single) {
             (Ok(_), Ok(warnings)) => {
                 // the second push found the first one's copies
                 assert!(
@@ -941,22 +828,17 @@ mod tests {
                 );
             }
             (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind(), "{a:?} vs {b:?}"),
-            (a, b) => panic!("streamed {a:?} but buffered {b:?}"),
+            (a, b) => panic!("threaded {a:?} but single-threaded {b:?}"),
         }
-        streamed
+        threaded
     }
 
-    /// Push only through the buffered path.
-    fn push_buffered(source: &str, opts: &PushOptions, repos: &[PushRepo]) -> Result<Vec<String>> {
-        push_file(
-            "demo",
-            source,
-            SEG,
-            opts,
-            repos,
-            &[],
-            Some(&mut SegmentBuffers::default()),
-        )
+    /// `opts` compressing in the pushing thread only (as background workers do).
+    fn one_thread(opts: &PushOptions) -> PushOptions {
+        PushOptions {
+            compress_workers: 1,
+            ..opts.clone()
+        }
     }
 
     struct Setup {
@@ -1055,18 +937,31 @@ mod tests {
     }
 
     #[test]
-    fn buffered_and_streamed_pushes_store_the_same_segment() {
+    fn threaded_and_single_thread_pushes_store_the_same_segment() {
         for ty in CompressType::ALL {
-            let streamed = setup(&[(1, None), (2, Some("pass"))]);
-            let buffered = setup(&[(1, None), (2, Some("pass"))]);
-            let data = segment(SYSID, 6);
-            let source = write_source(&streamed.dir, SEG, &data);
-            push_file("demo", &source, SEG, &opts(ty), &streamed.repos, &[], None).unwrap();
-            push_buffered(&source, &opts(ty), &buffered.repos).unwrap();
+            let threaded = setup(&[(1, None), (2, Some("pass"))]);
+            let single = setup(&[(1, None), (2, Some("pass"))]);
+            // 3 MiB + 17: zst frames end inside the segment and the last one is short
+            let mut data = segment(SYSID, 6);
+            data.resize(3 * SEG_SIZE as usize + 17, 6);
+            data[SEG_SIZE as usize..]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| {
+                    *b = u8::try_from(i % 251).unwrap();
+                });
+            let source = write_source(&threaded.dir, SEG, &data);
+            let header_off = PushOptions {
+                header_check: false,
+                ..opts(ty)
+            };
+            push_file("demo", &source, SEG, &header_off, &threaded.repos, &[]).unwrap();
+            let one = one_thread(&header_off);
+            push_file("demo", &source, SEG, &one, &single.repos, &[]).unwrap();
             for key in [1, 2] {
-                assert_eq!(stored(&streamed, key), stored(&buffered, key), "{ty}");
-                let name = stored(&buffered, key).pop().unwrap();
-                let raw = std::fs::read(buffered.dir.path().join(format!(
+                assert_eq!(stored(&threaded, key), stored(&single, key), "{ty}");
+                let name = stored(&single, key).pop().unwrap();
+                let raw = std::fs::read(single.dir.path().join(format!(
                     "repo{key}/archive/demo/15-1/0000000100000000/{name}"
                 )))
                 .unwrap();
@@ -1082,10 +977,10 @@ mod tests {
                 );
             }
             // pushed again: the same checksum, warnings, nothing written
-            let warnings = push_buffered(&source, &opts(ty), &buffered.repos).unwrap();
+            let warnings = push_file("demo", &source, SEG, &one, &single.repos, &[]).unwrap();
             assert_eq!(warnings.len(), 2);
-            let other = write_source(&buffered.dir, "other", &segment(SYSID, 7));
-            let err = push_buffered(&other, &opts(ty), &buffered.repos).unwrap_err();
+            let other = write_source(&single.dir, "other", &segment(SYSID, 7));
+            let err = push_file("demo", &other, SEG, &one, &single.repos, &[]).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ArchiveDuplicate);
         }
     }

@@ -10,7 +10,8 @@
 //!   written atomically, so a reader never sees half of one.
 //! - The asynchronous process is this binary run again with the same options (console and
 //!   stderr logging off) as `<command>:async`, in its own process group with null stdio, never
-//!   waited for ([`spawn_async`]); the archive lock decides which process does the work.
+//!   waited for ([`spawn_async`]); it first closes the other descriptors it inherited
+//!   ([`close_inherited_fds`]); the archive lock decides which process does the work.
 //! - [`Wait`] polls like pgBackRest's `Wait` but starts at 10 ms (pgBackRest: 100 ms), so a
 //!   foreground call notices the background process's answer sooner; intervals still grow
 //!   (Fibonacci) and never pass the deadline.
@@ -514,6 +515,36 @@ pub fn spawn_async(ctx: &Ctx, command_role: &str, new_params: &[String]) -> Resu
     Ok(())
 }
 
+/// Close the descriptors above stderr that this process inherited through `exec` (first thing in
+/// the background process): `archive_command` runs with whatever PostgreSQL's archiver left open
+/// without close-on-exec, and a background process that outlives the call should not hold those.
+/// Inherited descriptors are told from this process's own by the close-on-exec flag (read from
+/// `/proc/self/fdinfo`): everything Rust's standard library opens has it, and nothing that crossed
+/// an `exec` can. Without `/proc` nothing is closed.
+pub fn close_inherited_fds() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    let cloexec = u32::try_from(nix::fcntl::OFlag::O_CLOEXEC.bits()).unwrap_or(0);
+    for fd in fds {
+        // gone by now (the listing's own descriptor) or not readable: leave it
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|line| line.strip_prefix("flags:"))
+            .and_then(|value| u32::from_str_radix(value.trim(), 8).ok());
+        if flags.is_some_and(|flags| flags & cloexec == 0) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
+
 /// `<log-path>/<stanza>-<command>-async.log`, where the background process logs.
 #[must_use]
 pub fn async_log_file(ctx: &Ctx) -> String {
@@ -645,6 +676,34 @@ pub fn wait_for_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inherited_descriptors_are_closed_and_own_ones_kept() {
+        use std::os::fd::{AsRawFd, IntoRawFd};
+        let dir = tempfile::tempdir().unwrap();
+        let inherited_path = dir.path().join("inherited");
+        let own_path = dir.path().join("own");
+        std::fs::write(&inherited_path, b"x").unwrap();
+        std::fs::write(&own_path, b"y").unwrap();
+        // what an exec passes on: a descriptor without close-on-exec
+        let inherited = nix::fcntl::open(
+            &inherited_path,
+            nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap()
+        .into_raw_fd();
+        let own = std::fs::File::open(&own_path).unwrap();
+        let target = |fd: i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        assert_eq!(target(inherited), Some(inherited_path.clone()));
+        close_inherited_fds();
+        // closed (its number may be reused since, but not for this file)
+        assert_ne!(target(inherited), Some(inherited_path));
+        assert_eq!(target(own.as_raw_fd()), Some(own_path));
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut &own, &mut text).unwrap();
+        assert_eq!(text, "y");
+    }
 
     #[test]
     fn names_split_like_pgbackrest() {

@@ -54,7 +54,10 @@ const STATUS_EXT_READY: &str = ".ready";
 /// See the module contract.
 pub fn run(ctx: &Ctx) -> Result<()> {
     match ctx.cfg.role() {
-        CommandRole::Async => super::run_logged(ctx, |log| run_async(ctx, log)),
+        CommandRole::Async => {
+            super::close_inherited_fds();
+            super::run_logged(ctx, |log| run_async(ctx, log))
+        }
         _ => run_main(ctx),
     }
 }
@@ -278,7 +281,6 @@ fn run_main(ctx: &Ctx) -> Result<()> {
         &opts,
         &check.repos,
         &check.errors,
-        None,
     )?;
     for warning in &warnings {
         ctx.log.warn(warning);
@@ -429,10 +431,8 @@ fn push_async_body(ctx: &Ctx, log: &Logger, spool: &Spool, wal_dir: &str) -> Res
             let (next, status_error, list, check, opts) =
                 (&next, &status_error, &list, &check, &opts);
             scope.spawn(move || {
-                let mut buffers = job::SegmentBuffers::default();
                 while let Some(wal) = list.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let written =
-                        push_one(stanza, log, spool, wal_dir, wal, check, opts, &mut buffers);
+                    let written = push_one(stanza, log, spool, wal_dir, wal, check, opts);
                     if let Err(e) = written
                         && let Ok(mut slot) = status_error.lock()
                     {
@@ -450,7 +450,6 @@ fn push_async_body(ctx: &Ctx, log: &Logger, spool: &Spool, wal_dir: &str) -> Res
 
 /// Push one ready WAL file in the background and answer with its status file; only a failure to
 /// write the status file is returned.
-#[allow(clippy::too_many_arguments)]
 fn push_one(
     stanza: &str,
     log: &Logger,
@@ -459,18 +458,9 @@ fn push_one(
     wal: &str,
     check: &PushCheck,
     opts: &PushOptions,
-    buffers: &mut job::SegmentBuffers,
 ) -> Result<()> {
     let source = format!("{}/{wal}", wal_dir.trim_end_matches('/'));
-    match job::push_file(
-        stanza,
-        &source,
-        wal,
-        opts,
-        &check.repos,
-        &check.errors,
-        Some(buffers),
-    ) {
+    match job::push_file(stanza, &source, wal, opts, &check.repos, &check.errors) {
         Ok(warnings) => {
             for warning in &warnings {
                 log.warn(warning);
