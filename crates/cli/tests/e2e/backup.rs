@@ -677,6 +677,10 @@ fn backup_from_standby_restores_with_pgbackrest() {
     );
     assert!(pgbackrest_labels(&site).is_empty());
     standby.psql("select pg_wal_replay_resume()").unwrap();
+    // replication is running again before the real backup (a failure here is the cluster's)
+    standby
+        .wait_replay(&site.cluster, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("the standby did not catch up after resume: {e}"));
 
     let writer = Writer::start(&site.cluster);
     std::thread::sleep(Duration::from_millis(300));
