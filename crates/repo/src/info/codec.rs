@@ -17,6 +17,7 @@
 //!   checksum; every message names the file when a name was given.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 
 use pgkeep_base::{Error, ErrorKind, Result};
 use sha1::{Digest, Sha1};
@@ -237,10 +238,11 @@ impl Ini {
             version: String::new(),
             sections: BTreeMap::new(),
         };
-        let mut positions: HashMap<(String, String), usize> = HashMap::new();
+        // where each (section, key) went, borrowed from `text`: no copy of the names while parsing
+        let mut positions: HashMap<(&str, &str), usize> = HashMap::new();
         let mut checksum = Checksum::new();
         let mut expected: Option<String> = None;
-        let mut section = String::new();
+        let mut section: &str = "";
 
         for (idx, line) in text.split('\n').enumerate() {
             let line_no = idx + 1;
@@ -248,10 +250,7 @@ impl Ini {
                 continue;
             }
             if line.starts_with('[') && line.ends_with(']') {
-                section = line
-                    .get(1..line.len().saturating_sub(1))
-                    .unwrap_or("")
-                    .to_string();
+                section = line.get(1..line.len().saturating_sub(1)).unwrap_or("");
                 if section.is_empty() {
                     return Err(Error::new(
                         ErrorKind::Format,
@@ -299,7 +298,7 @@ impl Ini {
                 }
                 continue;
             }
-            checksum.add(&section, key, raw);
+            checksum.add(section, key, raw);
 
             if section == SECTION_BACKREST && key == KEY_FORMAT {
                 if value.as_u64() != Some(REPOSITORY_FORMAT) {
@@ -330,15 +329,18 @@ impl Ini {
                 continue;
             }
 
-            let target = ini.sections.entry(section.clone()).or_default();
-            match positions.get(&(section.clone(), key.to_string())) {
+            let target = match ini.sections.get_mut(section) {
+                Some(target) => target,
+                None => ini.sections.entry(section.to_string()).or_default(),
+            };
+            match positions.get(&(section, key)) {
                 Some(&pos) => {
                     if let Some(entry) = target.entries.get_mut(pos) {
                         entry.1 = raw.to_string();
                     }
                 }
                 None => {
-                    positions.insert((section.clone(), key.to_string()), target.entries.len());
+                    positions.insert((section, key), target.entries.len());
                     target.push(key, raw);
                 }
             }
@@ -370,6 +372,19 @@ impl Ini {
     /// `Format` when a section or key cannot be represented (empty, contains a line feed, a section name containing
     /// `]` at its end, or a value that is empty or starts with `[`, which a reader would take for a section).
     pub fn render(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.render_to(&mut out, &[])?;
+        Ok(out)
+    }
+
+    /// Render the file into `out` in bounded memory, computing its checksum on the way (it is written last). The
+    /// sections of `produced` are not held: each producer emits its entries, in the order written, when its section's
+    /// turn comes in the byte order of section names (a producer that emits nothing writes no section). Output is
+    /// passed to `out` in chunks of about 64 KiB; the bytes are those of [`Ini::render`] for the same content.
+    ///
+    /// # Errors
+    /// Those of [`Ini::render`], a producer's errors, and `FileWrite` (or the writer's own error) when `out` fails.
+    pub fn render_to(&self, out: &mut dyn Write, produced: &[(&str, Produce<'_>)]) -> Result<()> {
         let mut header = self
             .sections
             .get(SECTION_BACKREST)
@@ -382,56 +397,59 @@ impl Ini {
         header.push(KEY_VERSION, json::string(&self.version));
         header.sort();
 
-        let mut out = String::new();
-        let mut checksum = Checksum::new();
-        let mut first = true;
-        let mut all: Vec<(&str, &Section)> = self
+        enum Source<'s, 'p> {
+            Held(&'s Section),
+            Produced(Produce<'p>),
+        }
+        let mut all: Vec<(&str, Source<'_, '_>)> = self
             .sections
             .iter()
             .filter(|(name, _)| name.as_str() != SECTION_BACKREST)
-            .map(|(name, section)| (name.as_str(), section))
+            .map(|(name, section)| (name.as_str(), Source::Held(section)))
             .collect();
-        all.push((SECTION_BACKREST, &header));
+        all.push((SECTION_BACKREST, Source::Held(&header)));
+        all.extend(
+            produced
+                .iter()
+                .map(|(name, produce)| (*name, Source::Produced(*produce))),
+        );
         all.sort_by(|a, b| a.0.cmp(b.0));
 
-        for (name, section) in all {
-            if section.is_empty() {
-                continue;
-            }
-            if name.is_empty() || name.contains('\n') {
-                return Err(Error::new(
-                    ErrorKind::Format,
-                    format!(
-                        "unable to write section '{name}': name is empty or contains a line feed"
-                    ),
-                ));
-            }
-            if !first {
-                out.push('\n');
-            }
-            first = false;
-            out.push('[');
-            out.push_str(name);
-            out.push_str("]\n");
-            for (key, raw) in section.iter() {
-                check_entry(name, key, raw)?;
-                checksum.add(name, key, raw);
-                out.push_str(key);
-                out.push('=');
-                out.push_str(raw);
-                out.push('\n');
+        let mut sink = Sink {
+            out,
+            buf: String::with_capacity(SINK_CHUNK + 4096),
+            checksum: Checksum::new(),
+            first: true,
+        };
+        for (name, source) in all {
+            match source {
+                Source::Held(section) => {
+                    let mut open = false;
+                    for (key, raw) in section.iter() {
+                        sink.entry(name, &mut open, key, raw)?;
+                    }
+                }
+                Source::Produced(produce) => {
+                    let mut open = false;
+                    produce(&mut |key, raw| sink.entry(name, &mut open, key, raw))?;
+                }
             }
         }
-
-        out.push('\n');
-        out.push('[');
-        out.push_str(SECTION_BACKREST);
-        out.push_str("]\n");
-        out.push_str(KEY_CHECKSUM);
-        out.push('=');
-        out.push_str(&json::string(&checksum.finish()));
-        out.push('\n');
-        Ok(out.into_bytes())
+        let Sink {
+            out,
+            mut buf,
+            checksum,
+            ..
+        } = sink;
+        buf.push('\n');
+        buf.push('[');
+        buf.push_str(SECTION_BACKREST);
+        buf.push_str("]\n");
+        buf.push_str(KEY_CHECKSUM);
+        buf.push('=');
+        buf.push_str(&json::string(&checksum.finish()));
+        buf.push('\n');
+        write_out(out, &buf)
     }
 
     /// The section `name`, if present.
@@ -481,6 +499,61 @@ impl Ini {
             Some(raw) => value_str(SECTION_CIPHER, KEY_CIPHER_PASS, raw).map(Some),
         }
     }
+}
+
+/// A section whose entries are produced while the file is rendered ([`Ini::render_to`]): it calls `emit(key, raw)`
+/// once per entry, in the order they are to be written, and passes on `emit`'s errors.
+pub type Produce<'a> = &'a dyn Fn(&mut dyn FnMut(&str, &str) -> Result<()>) -> Result<()>;
+
+/// Bytes gathered before they are passed to the writer.
+const SINK_CHUNK: usize = 64 * 1024;
+
+/// The output side of [`Ini::render_to`]: lines, checksum, and the blank line between sections.
+struct Sink<'w> {
+    out: &'w mut dyn Write,
+    buf: String,
+    checksum: Checksum,
+    first: bool,
+}
+
+impl Sink<'_> {
+    /// Write one entry of `section`, opening the section first when `open` is still false.
+    fn entry(&mut self, section: &str, open: &mut bool, key: &str, raw: &str) -> Result<()> {
+        if !*open {
+            if section.is_empty() || section.contains('\n') {
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    format!(
+                        "unable to write section '{section}': name is empty or contains a line feed"
+                    ),
+                ));
+            }
+            if !self.first {
+                self.buf.push('\n');
+            }
+            self.first = false;
+            self.buf.push('[');
+            self.buf.push_str(section);
+            self.buf.push_str("]\n");
+            *open = true;
+        }
+        check_entry(section, key, raw)?;
+        self.checksum.add(section, key, raw);
+        self.buf.push_str(key);
+        self.buf.push('=');
+        self.buf.push_str(raw);
+        self.buf.push('\n');
+        if self.buf.len() >= SINK_CHUNK {
+            write_out(self.out, &self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())
+        .map_err(|e| Error::from_io_error(&e, ErrorKind::FileWrite, "unable to write info file"))
 }
 
 /// Validate one entry before writing it: the line must read back as the same key and value.

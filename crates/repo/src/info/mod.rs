@@ -59,15 +59,7 @@ pub trait InfoFile: Sized {
     /// # Errors
     /// `Format` or `Checksum` as described in [`codec`].
     fn from_bytes(data: &[u8], name: &str) -> Result<Self> {
-        let ini = Ini::parse(data, name)?;
-        Self::from_ini(ini).map_err(|e| {
-            if name.is_empty() {
-                e
-            } else {
-                let message = format!("{} in '{name}'", e.message());
-                rebuild(&e, message)
-            }
-        })
+        from_ini_named(Ini::parse(data, name)?, name)
     }
 
     /// Render plaintext bytes, checksum included.
@@ -75,8 +67,56 @@ pub trait InfoFile: Sized {
     /// # Errors
     /// `Format` when the model cannot be represented.
     fn to_bytes(&self) -> Result<Vec<u8>> {
-        self.to_ini()?.render()
+        let mut out = Vec::new();
+        self.write_to(&mut out)?;
+        Ok(out)
     }
+
+    /// Render plaintext bytes, checksum included, into `out`. Models that can be large (the manifest) override this
+    /// to stream without holding the whole rendering; the bytes are always those of [`Ini::render`].
+    ///
+    /// # Errors
+    /// `Format` when the model cannot be represented; `FileWrite` (or the writer's own error) when `out` fails.
+    fn write_to(&self, out: &mut dyn std::io::Write) -> Result<()> {
+        self.to_ini()?.render_to(out, &[])
+    }
+}
+
+/// [`InfoFile::from_ini`] with `name` added to error messages.
+fn from_ini_named<T: InfoFile>(ini: Ini, name: &str) -> Result<T> {
+    T::from_ini(ini).map_err(|e| {
+        if name.is_empty() {
+            e
+        } else {
+            let message = format!("{} in '{name}'", e.message());
+            rebuild(&e, message)
+        }
+    })
+}
+
+/// [`decode_info`] for bytes the caller no longer needs: each buffer (stored, decrypted) is freed as soon as the next
+/// form exists, so a large file (a manifest) is not held twice while the model is built.
+fn decode_info_owned<T: InfoFile>(
+    data: Vec<u8>,
+    name: &str,
+    cipher_pass: Option<&str>,
+) -> Result<T> {
+    let looks_encrypted = data.starts_with(CIPHER_MAGIC);
+    let plain = match cipher_pass {
+        Some(pass) => crate::cipher::decrypt(pass.as_bytes(), &data)
+            .map_err(|e| e.with_hint(HINT_ENCRYPTED))?,
+        None => data,
+    };
+    let hint = |e: Error| {
+        if cipher_pass.is_none() && looks_encrypted {
+            e.with_hint(HINT_ENCRYPTED)
+        } else {
+            e
+        }
+    };
+    let ini = Ini::parse(&plain, name).map_err(hint)?;
+    drop(plain);
+    from_ini_named(ini, name).map_err(hint)
 }
 
 /// A copy of `e` with another message (kind and hint kept).
@@ -137,7 +177,7 @@ pub fn load_info_file<T: InfoFile>(
             ErrorKind::FileMissing,
             format!("unable to open missing file '{display}' for read"),
         )),
-        Some(data) => decode_info(&data, &display, cipher_pass),
+        Some(data) => decode_info_owned(data, &display, cipher_pass),
     }
 }
 

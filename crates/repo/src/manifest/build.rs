@@ -16,8 +16,10 @@
 //! - [`validate_build`] records the delta option and the copy start (+1 s when online), and
 //!   forces delta when a file's mtime is later than the copy start. [`build_incr`] turns a full
 //!   manifest into a diff/incr of `prior`: references are always flattened to the backup that
-//!   stores the bytes, delta is forced on the conditions pgBackRest checks, and the files that
-//!   need no copy are returned.
+//!   stores the bytes, delta is forced on the conditions pgBackRest checks; [`unchanged`] tells
+//!   which files need no copy. The prior is consumed on the way (its entries move over).
+//! - Memory: files reach the manifest in batches ([`super::FileMap`]), so its map ends with full
+//!   nodes; nothing per file is held besides the manifest.
 //! - [`validate_final`] is the strict check made before the final save.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,8 +29,8 @@ use pgkeep_pg::datadir::{self, DataDir};
 use pgkeep_storage::{FileType, InfoLevel, Storage, StorageInfo};
 
 use super::{
-    EMPTY_SHA1, Manifest, ManifestFile, ManifestLink, ManifestPath, ManifestTarget, TARGET_PGDATA,
-    TARGET_PGTBLSPC, TargetType,
+    EMPTY_SHA1, FileMap, Manifest, ManifestFile, ManifestLink, ManifestPath, ManifestTarget,
+    TARGET_PGDATA, TARGET_PGTBLSPC, TargetType,
 };
 use crate::layout::BackupType;
 
@@ -86,6 +88,8 @@ struct Walk<'a, 'o> {
     exclude_content: BTreeSet<String>,
     /// (destination dir with trailing `/`, file name for file links, link name for messages)
     links: Vec<(String, Option<String>, String)>,
+    /// The manifest's files while the walk adds to them (batched, see [`FileMap`]).
+    files: FileMap,
 }
 
 /// Build the targets, paths, links and files of `manifest` from PGDATA. `storage` must be rooted
@@ -131,6 +135,7 @@ pub fn build(
             extra: BTreeMap::new(),
         },
     );
+    let files = FileMap::from_map(std::mem::take(&mut manifest.files));
     let mut walk = Walk {
         storage,
         opts,
@@ -139,12 +144,14 @@ pub fn build(
         exclude_single,
         exclude_content,
         links: Vec::new(),
+        files,
     };
     let entries = sorted_list(storage, opts.pg_path)?.ok_or_else(|| missing(opts.pg_path))?;
     for entry in &entries {
         walk.info(TARGET_PGDATA, opts.pg_path, false, entry)?;
     }
     let notes = walk.notes;
+    manifest.files = walk.files.finish();
     remove_unlogged(manifest, opts.datadir);
     Ok(notes)
 }
@@ -312,7 +319,7 @@ impl Walk<'_, '_> {
         if db_path && self.opts.checksum_page && dd.checksum_page_file(pg_relative(name)) {
             file.checksum_page = Some(true);
         }
-        self.manifest.files.insert(name.to_string(), file);
+        self.files.insert(name.to_string(), file);
         Ok(())
     }
 
@@ -541,22 +548,32 @@ pub fn validate_build(manifest: &mut Manifest, delta: bool, copy_start: i64) -> 
 /// What the copy phase of a diff/incr must do differently from a full.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IncrPlan {
-    /// Delta (checksum comparison) is in force: requested, or forced by an anomaly.
+    /// Delta (checksum comparison) is in force: requested, or forced by an anomaly. Which files
+    /// need no copy at all follows from it: see [`unchanged`].
     pub delta: bool,
-    /// Files taken from the prior backup that need no copy at all.
-    pub unchanged: BTreeSet<String>,
     /// Warnings to log (why delta was forced).
     pub warnings: Vec<String>,
+}
+
+/// True for a file [`build_incr`] took from the prior backup that needs no copy at all: it
+/// references the prior's bytes, and delta (`delta`, the manifest's `option-delta` after
+/// `build_incr`) does not make the copy compare its content. A rule on the file instead of a list
+/// of names, so that a large incremental holds no second copy of its file names.
+#[must_use]
+pub fn unchanged(file: &ManifestFile, delta: bool) -> bool {
+    file.reference.is_some() && !(delta && file.size != 0)
 }
 
 /// Turn `manifest` (built by [`build`], validated by [`validate_build`]) into a `backup_type`
 /// backup on top of `prior`. `archive_start` is the new backup's start segment. Files equal in
 /// size (and mtime, unless delta) to the prior's take over its checksums, sizes, page results and
 /// bundle location, with `reference` naming the backup that stores the bytes. Also inherits the
-/// prior's reference list, `backup-bundle-raw` and cipher sub-passphrase.
+/// prior's reference list, `backup-bundle-raw` and cipher sub-passphrase. The prior is consumed
+/// as its files are taken over (their checksums are moved, not copied), so a large incremental does
+/// not hold two full manifests plus the copies.
 pub fn build_incr(
     manifest: &mut Manifest,
-    prior: &Manifest,
+    prior: Manifest,
     backup_type: BackupType,
     archive_start: Option<&str>,
     bundle: bool,
@@ -618,8 +635,17 @@ pub fn build_incr(
         }
     }
     manifest.options.delta = Some(plan.delta);
+    let Manifest {
+        files: prior_files,
+        backup: prior_backup,
+        ..
+    } = prior;
+    let prior_label = &prior_backup.label;
+    // both maps are in name order: walk them together, freeing the prior's entries on the way
+    let mut prior_files = prior_files.into_iter().peekable();
     for (name, file) in &mut manifest.files {
-        let Some(before) = prior.files.get(name) else {
+        while prior_files.next_if(|(p, _)| p < name).is_some() {}
+        let Some((_, before)) = prior_files.next_if(|(p, _)| p == name) else {
             continue;
         };
         // zero-length files of a bundled backup are never copied and never referenced
@@ -631,24 +657,13 @@ pub fn build_incr(
             continue;
         }
         file.size_repo = before.size_repo;
-        file.checksum.clone_from(&before.checksum);
-        file.checksum_repo.clone_from(&before.checksum_repo);
-        file.reference = Some(
-            before
-                .reference
-                .clone()
-                .unwrap_or_else(|| prior_label.clone()),
-        );
+        file.checksum = before.checksum;
+        file.checksum_repo = before.checksum_repo;
+        file.reference = Some(before.reference.unwrap_or_else(|| prior_label.clone()));
         file.checksum_page = before.checksum_page;
-        file.checksum_page_error
-            .clone_from(&before.checksum_page_error);
+        file.checksum_page_error = before.checksum_page_error;
         file.bundle_id = before.bundle_id;
         file.bundle_offset = before.bundle_offset;
-        let delta = plan.delta && file.size != 0;
-        let copy = (file.size != 0 && file.timestamp != before.timestamp) || delta;
-        if !copy {
-            plan.unchanged.insert(name.clone());
-        }
     }
     plan
 }

@@ -15,10 +15,14 @@
 //! - `[backup] backup-reference` is always written; a manifest from before 2.42 without it gets the list derived from
 //!   file references plus its own label, as pgBackRest derives it.
 //! - Keys and sections this model does not know are kept (in `extra` fields) and written back in sorted position.
+//! - Memory: saving streams (`InfoFile::write_to` renders `[target:file]` one entry at a time, never the whole file
+//!   or an `Ini` of it); loading frees the file's bytes once parsed and fills the file map in bulk batches, so the
+//!   map's nodes are full.
 
 pub mod build;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::PgVersion;
@@ -28,7 +32,7 @@ use crate::info::codec::{
     self, BACKREST_VERSION, Fields, Ini, Section, str_map_json, value_bool, value_i64, value_str,
     value_str_map, value_u32, value_u64,
 };
-use crate::info::json::Json;
+use crate::info::json::{self, Json};
 use crate::layout::{self, BackupType, CompressType};
 
 /// SHA-1 of zero bytes: the checksum of every empty file.
@@ -357,6 +361,43 @@ impl Manifest {
             base.mode & 0o640,
             base.mode,
         ))
+    }
+}
+
+/// Files gathered before they are merged into a manifest's file map in batches. A `BTreeMap` filled by ordered
+/// inserts keeps its nodes a little over half full, and with a few hundred bytes per entry that slack is the largest
+/// part of a big manifest's memory; `BTreeMap::append` rebuilds the map with full nodes. A batch is merged when it
+/// reaches half the map's size (at least [`FileMap::BATCH_MIN`] entries), so each entry is moved a small constant
+/// number of times on average and the transient memory stays within half the map.
+#[derive(Debug, Default)]
+pub(crate) struct FileMap {
+    files: BTreeMap<String, ManifestFile>,
+    pending: BTreeMap<String, ManifestFile>,
+}
+
+impl FileMap {
+    const BATCH_MIN: usize = 1024;
+
+    /// A map to add to (`files` may already hold entries).
+    pub(crate) fn from_map(files: BTreeMap<String, ManifestFile>) -> Self {
+        FileMap {
+            files,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// Add (or replace) a file.
+    pub(crate) fn insert(&mut self, name: String, file: ManifestFile) {
+        self.pending.insert(name, file);
+        if self.pending.len() >= Self::BATCH_MIN.max(self.files.len() / 2) {
+            self.files.append(&mut self.pending);
+        }
+    }
+
+    /// The merged map.
+    pub(crate) fn finish(mut self) -> BTreeMap<String, ManifestFile> {
+        self.files.append(&mut self.pending);
+        self.files
     }
 }
 
@@ -727,6 +768,96 @@ impl ManifestFile {
     }
 }
 
+impl ManifestFile {
+    /// Append the JSON of [`ManifestFile::to_json`] to `out` without building it: keys in byte order, written
+    /// directly. Files with kept unknown keys go through `to_json` (the keys must be merged in order).
+    fn write_json(
+        &self,
+        out: &mut String,
+        user: Option<&String>,
+        group: Option<&String>,
+        mode: u32,
+    ) {
+        if !self.extra.is_empty() {
+            self.to_json(user, group, mode).write(out);
+            return;
+        }
+        let mut first = true;
+        let mut key = |out: &mut String, k: &str| {
+            out.push_str(if first { "{\"" } else { ",\"" });
+            first = false;
+            out.push_str(k);
+            out.push_str("\":");
+        };
+        let uint = |out: &mut String, v: u64| {
+            let _ = write!(out, "{v}");
+        };
+        if self.block_incr_size != 0 {
+            key(out, "bi");
+            uint(out, self.block_incr_size / BLOCK_INCR_SIZE_FACTOR);
+            if self.block_incr_checksum_size != BLOCK_INCR_CHECKSUM_SIZE_MIN {
+                key(out, "bic");
+                uint(out, self.block_incr_checksum_size);
+            }
+            if self.block_incr_map_size != 0 {
+                key(out, "bim");
+                uint(out, self.block_incr_map_size);
+            }
+        }
+        if self.bundle_id != 0 {
+            key(out, "bni");
+            uint(out, self.bundle_id);
+            if self.bundle_offset != 0 {
+                key(out, "bno");
+                uint(out, self.bundle_offset);
+            }
+        }
+        if self.size != 0
+            && let Some(c) = &self.checksum
+        {
+            key(out, "checksum");
+            json::write_string(out, c);
+        }
+        if let Some(ok) = self.checksum_page {
+            key(out, "checksum-page");
+            out.push_str(if ok { "true" } else { "false" });
+        }
+        if let Some(list) = &self.checksum_page_error {
+            key(out, "checksum-page-error");
+            list.write(out);
+        }
+        if self.group.as_ref() != group {
+            key(out, KEY_GROUP);
+            owner_json(self.group.as_ref()).write(out);
+        }
+        if self.mode != mode {
+            key(out, KEY_MODE);
+            json::write_string(out, &mode_string(self.mode));
+        }
+        if let Some(c) = &self.checksum_repo {
+            key(out, "rck");
+            json::write_string(out, c);
+        }
+        if let Some(r) = &self.reference {
+            key(out, "reference");
+            json::write_string(out, r);
+        }
+        if self.size_repo != self.size {
+            key(out, "repo-size");
+            uint(out, self.size_repo);
+        }
+        key(out, "size");
+        uint(out, self.size);
+        key(out, "timestamp");
+        let _ = write!(out, "{}", self.timestamp);
+        if self.user.as_ref() != user {
+            key(out, KEY_USER);
+            owner_json(self.user.as_ref()).write(out);
+        }
+        out.push('}');
+    }
+}
+
 /// Merge `entries` into `section` of `ini` (kept unknown keys included) and sort.
 fn put_section(ini: &mut Ini, section: &str, entries: Vec<(&str, Json)>) {
     let sec: &mut Section = ini.section_mut(section);
@@ -798,7 +929,7 @@ impl InfoFile for Manifest {
         let path_defaults = take_defaults(&mut ini, SECTION_PATH_DEFAULT, true)?;
         let link_defaults = take_defaults(&mut ini, SECTION_LINK_DEFAULT, false)?;
 
-        let mut files = BTreeMap::new();
+        let mut files = FileMap::default();
         if let Some(section) = ini.take_section(SECTION_FILE) {
             for (name, raw) in section.into_entries() {
                 let file = load_file(&name, &raw, &file_defaults)?;
@@ -811,6 +942,7 @@ impl InfoFile for Manifest {
                 files.insert(name, file);
             }
         }
+        let files = files.finish();
         if !reference_found && !backup.reference.contains(&backup.label) {
             backup.reference.push(backup.label.clone());
         }
@@ -890,6 +1022,37 @@ impl InfoFile for Manifest {
     }
 
     fn to_ini(&self) -> Result<Ini> {
+        self.ini(true)
+    }
+
+    /// Streams `[target:file]` (one entry rendered at a time) instead of building it in an [`Ini`] first; the bytes
+    /// are those of `to_ini()?.render()`.
+    fn write_to(&self, out: &mut dyn std::io::Write) -> Result<()> {
+        let kept_files = self
+            .extra
+            .section(SECTION_FILE)
+            .is_some_and(|s| !s.is_empty());
+        if kept_files {
+            // unknown keys kept in [target:file] are merged and sorted with the files: not worth streaming
+            return self.ini(true)?.render_to(out, &[]);
+        }
+        let (user, group, file_mode, _) = self.save_defaults()?;
+        let produce = |emit: &mut dyn FnMut(&str, &str) -> Result<()>| -> Result<()> {
+            let mut raw = String::new();
+            for (name, file) in &self.files {
+                raw.clear();
+                file.write_json(&mut raw, user.as_ref(), group.as_ref(), file_mode);
+                emit(name, &raw)?;
+            }
+            Ok(())
+        };
+        self.ini(false)?.render_to(out, &[(SECTION_FILE, &produce)])
+    }
+}
+
+impl Manifest {
+    /// The container, `[target:file]` included only when `files` is set.
+    fn ini(&self, files: bool) -> Result<Ini> {
         let (user_default, group_default, file_mode_default, path_mode_default) =
             self.save_defaults()?;
         let mut ini = self.extra.clone();
@@ -1040,20 +1203,22 @@ impl InfoFile for Manifest {
             );
         }
 
-        put_map(
-            &mut ini,
-            SECTION_FILE,
-            self.files.iter().map(|(name, file)| {
-                (
-                    name,
-                    file.to_json(
-                        user_default.as_ref(),
-                        group_default.as_ref(),
-                        file_mode_default,
-                    ),
-                )
-            }),
-        );
+        if files {
+            put_map(
+                &mut ini,
+                SECTION_FILE,
+                self.files.iter().map(|(name, file)| {
+                    (
+                        name,
+                        file.to_json(
+                            user_default.as_ref(),
+                            group_default.as_ref(),
+                            file_mode_default,
+                        ),
+                    )
+                }),
+            );
+        }
         put_section(
             &mut ini,
             SECTION_FILE_DEFAULT,

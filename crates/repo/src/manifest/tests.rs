@@ -605,3 +605,76 @@ fn unknown_keys_and_sections_survive() {
     assert_eq!(back.files["pg_data/PG_VERSION"].extra["szo"], Json::UInt(4));
     assert_eq!(back.to_bytes().unwrap(), bytes);
 }
+
+/// A writer that takes at most `limit` bytes, then fails: streamed saves must report it.
+struct ShortWriter {
+    written: usize,
+    limit: usize,
+}
+
+impl std::io::Write for ShortWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written + buf.len() > self.limit {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.written += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn streamed_rendering_equals_the_held_one() {
+    // real manifests (bundles, references, page errors, rck) and the built sample, with files the
+    // direct JSON writer must render like Json::Object: block incremental, odd owners, kept keys
+    let mut models: Vec<Manifest> = [GEN_FULL, GEN_INCR, GEN_BUNDLE]
+        .iter()
+        .map(|gz| Manifest::from_bytes(&gunzip(gz), "").unwrap())
+        .collect();
+    let mut m = sample_manifest();
+    let mut odd = ManifestFile::new(16384, -5, 0o755, None, Some("g\"x".to_string()));
+    odd.block_incr_size = 16384;
+    odd.block_incr_checksum_size = 7;
+    odd.block_incr_map_size = 99;
+    odd.bundle_id = 3;
+    odd.checksum = Some("ab\\c".to_string());
+    odd.checksum_page = Some(false);
+    odd.checksum_page_error = Some(Json::Array(vec![Json::UInt(1)]));
+    odd.reference = Some("20260101-000000F".to_string());
+    odd.size_repo = 1;
+    m.files.insert("pg_data/odd".to_string(), odd);
+    let mut kept = ManifestFile::new(0, 0, 0o600, None, None);
+    kept.extra.insert("szo".to_string(), Json::UInt(4));
+    m.files.insert("pg_data/kept".to_string(), kept);
+    models.push(m);
+    for model in &models {
+        let held = model.to_ini().unwrap().render().unwrap();
+        assert!(model.to_bytes().unwrap() == held);
+        let mut out = Vec::new();
+        model.write_to(&mut out).unwrap();
+        assert!(out == held);
+        for (name, file) in &model.files {
+            let (user, group, mode) = (Some("postgres".to_string()), None, 0o640);
+            let mut direct = String::new();
+            file.write_json(&mut direct, user.as_ref(), group, mode);
+            assert_eq!(
+                direct,
+                file.to_json(user.as_ref(), group, mode).render(),
+                "{name}"
+            );
+        }
+    }
+    // a write error ends the render with the writer's error
+    let big = &models[0];
+    let err = big
+        .write_to(&mut ShortWriter {
+            written: 0,
+            limit: 1000,
+        })
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FileWrite);
+    assert!(err.message().contains("disk full"), "{}", err.message());
+}

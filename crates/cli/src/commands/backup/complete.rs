@@ -8,24 +8,28 @@
 //!   to the stop LSN is in the archive; with `archive-copy` each is re-encoded into the backup as
 //!   `pg_data/pg_wal/<segment>` (checksum taken from the archive name).
 //! - [`save_copy`] writes `backup.manifest.copy` (encrypted with the backup.info sub-pass).
+//! - Manifests are rendered streaming into the repository writers (the rendering is never held
+//!   in memory, only the model); a file is committed only once its whole rendering is written.
 //! - [`complete`] is the only place a backup becomes visible, in this order: strict manifest
 //!   validation; `backup.manifest.copy`, then the same bytes as `backup.manifest`; the gz history
 //!   copy; the `latest` link; backup.info (main, then copy); archive.info rewritten. A failure
 //!   before backup.info is saved leaves a resumable, unlisted backup.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::time::Duration;
 
 use pgkeep_base::compress::CompressType;
-use pgkeep_base::io::{Chain, FilterSpec, copy};
+use pgkeep_base::io::{Chain, FilterSpec, FilterWrite, copy};
 use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::wal::{self, WalSegSize};
 use pgkeep_pg::{Lsn, datadir};
-use pgkeep_repo::info::{encode_info, load_info, save_info, write_info_file};
+use pgkeep_repo::InfoFile;
+use pgkeep_repo::info::{load_info, save_info};
 use pgkeep_repo::manifest::build::validate_final;
 use pgkeep_repo::manifest::{Manifest, ManifestFile, TARGET_PGDATA};
 use pgkeep_repo::{ArchiveInfo, BackupInfo, BackupInfoEntry, layout};
-use pgkeep_storage::{LinkType, ReadOptions, Storage, WriteOptions, join};
+use pgkeep_storage::{LinkType, ReadOptions, Storage, StorageWrite, WriteOptions, join};
 
 use super::job::JobSettings;
 use crate::commands::archive::wait_for_segment;
@@ -99,7 +103,94 @@ pub fn save_copy(
     backup_pass: Option<&str>,
 ) -> Result<()> {
     let path = layout::copy_path(&layout::manifest_path(stanza, &manifest.backup.label));
-    write_info_file(repo, &path, &encode_info(manifest, backup_pass)?)
+    store_manifest(repo, manifest, backup_pass, &[path], None)
+}
+
+/// Several writers fed the same bytes.
+struct Tee(Vec<Box<dyn StorageWrite>>);
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for out in &mut self.0 {
+            out.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.iter_mut().try_for_each(Write::flush)
+    }
+}
+
+/// The stored manifest and, optionally, its gz history copy, both fed by one rendering.
+struct Fan<'a> {
+    stored: &'a mut FilterWrite<Tee>,
+    history: Option<&'a mut FilterWrite<Box<dyn StorageWrite>>>,
+}
+
+impl Write for Fan<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stored.write_all(buf)?;
+        if let Some(history) = self.history.as_mut() {
+            history.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Render the manifest once, streaming (it is never held whole, see
+/// [`pgkeep_repo::InfoFile::write_to`]), into every path of `twins` (encrypted once, so they hold
+/// identical bytes) and, when given, into the gz history copy. Each file is written atomically and
+/// committed only after the whole rendering succeeded, in the order given, the history copy last.
+fn store_manifest(
+    repo: &dyn Storage,
+    manifest: &Manifest,
+    backup_pass: Option<&str>,
+    twins: &[String],
+    history: Option<&str>,
+) -> Result<()> {
+    let encrypted = |mut chain: Chain| -> Result<Chain> {
+        if let Some(pass) = backup_pass {
+            chain.transform(FilterSpec::Encrypt {
+                pass: pass.to_string(),
+            })?;
+        }
+        Ok(chain)
+    };
+    let writers = twins
+        .iter()
+        .map(|path| repo.open_write(path, WriteOptions::default()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut stored = FilterWrite::new(Tee(writers), encrypted(Chain::new())?);
+    let mut history = match history {
+        Some(path) => {
+            let mut chain = Chain::new();
+            chain.transform(FilterSpec::Compress {
+                ty: CompressType::Gz,
+                level: 9,
+            })?;
+            let out = repo.open_write(path, WriteOptions::default())?;
+            Some(FilterWrite::new(out, encrypted(chain)?))
+        }
+        None => None,
+    };
+    manifest.write_to(&mut Fan {
+        stored: &mut stored,
+        history: history.as_mut(),
+    })?;
+    let (Tee(writers), _) = stored.finish()?;
+    for out in writers {
+        out.finish()?;
+    }
+    if let Some(history) = history {
+        let (out, _) = history.finish()?;
+        out.finish()?;
+    }
+    Ok(())
 }
 
 /// Where the WAL of the backup is and how the backup stores files.
@@ -221,32 +312,14 @@ pub fn complete(
     validate_final(manifest)?;
     let label = &manifest.backup.label;
     let manifest_path = layout::manifest_path(stanza, label);
-    // rendered once: the stored manifest (encrypted when the repository is) and its gz history
-    let plain = pgkeep_repo::InfoFile::to_bytes(manifest)?;
-    let encrypt = |data: &[u8]| -> Result<Vec<u8>> {
-        match backup_pass {
-            Some(pass) => pgkeep_base::crypto::encrypt(pass.as_bytes(), data),
-            None => Ok(data.to_vec()),
-        }
-    };
-    {
-        let stored = match backup_pass {
-            Some(_) => std::borrow::Cow::Owned(encrypt(&plain)?),
-            None => std::borrow::Cow::Borrowed(plain.as_slice()),
-        };
-        write_info_file(repo, &layout::copy_path(&manifest_path), &stored)?;
-        write_info_file(repo, &manifest_path, &stored)?;
-    }
-    let history = encrypt(&pgkeep_base::compress::compress(
-        CompressType::Gz,
-        9,
-        &plain,
-    )?)?;
-    drop(plain);
-    write_info_file(
+    // rendered once, streaming: the stored manifest (encrypted when the repository is), its copy
+    // and its gz history
+    store_manifest(
         repo,
-        &layout::history_manifest_path(stanza, label),
-        &history,
+        manifest,
+        backup_pass,
+        &[layout::copy_path(&manifest_path), manifest_path],
+        Some(&layout::history_manifest_path(stanza, label)),
     )?;
     if repo.features().path_sync {
         repo.path_sync(&layout::history_path(stanza))?;

@@ -317,13 +317,12 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     if let Some(warning) = mbuild::validate_build(&mut manifest, opts.delta, copy_start) {
         ctx.log.warn(&warning);
     }
-    let mut unchanged = BTreeSet::new();
-    // the prior manifest is needed only here; free it before the copy
+    // the prior manifest is needed only here: build_incr consumes it
     match prior {
         Some(prior) => {
             let plan = mbuild::build_incr(
                 &mut manifest,
-                &prior,
+                prior,
                 opts.backup_type,
                 started.as_ref().map(|s| s.segment.as_str()),
                 opts.bundle.is_some(),
@@ -331,7 +330,6 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             for warning in &plan.warnings {
                 ctx.log.warn(warning);
             }
-            unchanged = plan.unchanged;
         }
         None => {
             manifest.cipher_pass = repo
@@ -398,7 +396,6 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         &settings,
         &opts,
         delta,
-        &unchanged,
         &resumed,
         backup_pass.as_deref(),
     )?;
@@ -886,7 +883,6 @@ fn copy_files(
     settings: &JobSettings,
     opts: &Options,
     delta: bool,
-    unchanged: &BTreeSet<String>,
     resumed: &BTreeSet<String>,
     backup_pass: Option<&str>,
 ) -> Result<()> {
@@ -926,7 +922,6 @@ fn copy_files(
         datadir,
         bundle: opts.bundle,
         delta,
-        unchanged,
         resumed,
         standby: db.standby.as_ref().map(|s| StandbySource {
             pg_path: &s.pg_path,
@@ -944,10 +939,7 @@ fn copy_files(
         }
     }
     let jobs = process::jobs(manifest, &plan);
-    let pg_control = jobs
-        .iter()
-        .flat_map(|j| j.files.iter())
-        .any(|f| complete::is_pg_control(&f.name));
+    let pg_control = jobs.names().any(complete::is_pg_control);
     if !pg_control && opts.online {
         return Err(Error::new(
             ErrorKind::FileMissing,
@@ -961,11 +953,7 @@ fn copy_files(
             "no files have changed since the last backup - this seems unlikely",
         ));
     }
-    let total: u64 = jobs
-        .iter()
-        .flat_map(|j| j.files.iter())
-        .map(|f| f.size)
-        .sum();
+    let total = jobs.total_size();
     let save_every = (total / 100).max(opts.manifest_save_threshold);
     let mut saved_at = 0u64;
     let pg_storage = PosixStorage::new("/");

@@ -9,8 +9,9 @@
 //!   their size reaches `repo-bundle-size`; ids count from 1 in job order.
 //! - Worker threads pull the next job from a shared counter and send results over a channel; only
 //!   the calling thread touches the manifest. The first error stops the workers from taking new
-//!   jobs and is returned once the running ones have ended. Memory is the job list (names and
-//!   sizes) plus one chunk buffer per worker: no file content is ever held.
+//!   jobs and is returned once the running ones have ended. Memory is the [`Queue`] (a name and a
+//!   few numbers per file; paths are built by the worker when it takes the job) plus one chunk
+//!   buffer per worker: no file content is ever held.
 //! - The caller's `tick` runs after every result and, while waiting, a few times a second (the
 //!   database ping, the periodic manifest save for resume, the percentage in the lock file).
 //! - Progress: the detail line of each file carries pgBackRest's running percentage
@@ -36,7 +37,7 @@ use pgkeep_pg::page::{PAGE_SIZE, PageErrorRange, collapse_errors};
 use pgkeep_repo::info::json::Json;
 use pgkeep_repo::layout;
 use pgkeep_repo::manifest::Manifest;
-use pgkeep_repo::manifest::build::pg_relative;
+use pgkeep_repo::manifest::build::{pg_relative, unchanged};
 use pgkeep_storage::{
     Features, InfoLevel, LinkType, ReadOptions, Storage, StorageInfo, StorageWrite, WriteOptions,
 };
@@ -66,8 +67,6 @@ pub struct Plan<'a> {
     pub bundle: Option<Bundling>,
     /// Delta is in force.
     pub delta: bool,
-    /// Files referenced from the prior backup that need no copy.
-    pub unchanged: &'a BTreeSet<String>,
     /// Files stored by the interrupted backup being resumed.
     pub resumed: &'a BTreeSet<String>,
     /// Backup from a standby: where its files are read.
@@ -108,15 +107,137 @@ pub fn pg_file(pg_path: &str, name: &str) -> String {
     format!("{}/{}", pg_path.trim_end_matches('/'), pg_relative(name))
 }
 
-/// Files to copy, in queue order, as job files.
-fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<JobFile> {
+/// One file waiting in the [`Queue`]: what its [`JobFile`] is built from when its job runs. Paths
+/// are not held (they are rebuilt from the name), nor checksums the job does not need.
+#[derive(Debug)]
+struct Queued {
+    name: String,
+    size: u64,
+    repo_size: u64,
+    /// Checksums known before the copy (delta, resume); boxed because they are rare.
+    known: Option<Box<Known>>,
+    checksum_page: Option<u32>,
+    copy_exact_size: bool,
+    ignore_missing: bool,
+    delta: bool,
+    has_reference: bool,
+    resume: bool,
+    /// Read from the standby's PGDATA.
+    standby: bool,
+}
+
+/// Checksums of a queued file known before the copy.
+#[derive(Debug)]
+struct Known {
+    checksum: Option<String>,
+    repo_checksum: Option<String>,
+}
+
+/// One job of the [`Queue`]: `len` files from `start` in the queue's file list.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    bundle_id: u64,
+    start: usize,
+    len: usize,
+}
+
+/// The jobs of a backup, in the order they run. Held compactly for the whole copy (one name and a
+/// few numbers per file); each [`Job`] is built by the worker that runs it ([`Queue::job`]) and
+/// dropped once its results are folded into the manifest.
+#[derive(Debug)]
+pub struct Queue {
+    files: Vec<Queued>,
+    jobs: Vec<Span>,
+    stanza: String,
+    label: String,
+    ext: &'static str,
+    pg_path: String,
+    standby_path: Option<String>,
+}
+
+impl Queue {
+    /// True when there is nothing to copy.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Bytes to copy (sizes recorded in the manifest).
+    #[must_use]
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Manifest names of the files to copy, in job order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().map(|f| f.name.as_str())
+    }
+
+    fn files_of(&self, span: Span) -> &[Queued] {
+        self.files
+            .get(span.start..span.start + span.len)
+            .unwrap_or_default()
+    }
+
+    fn pg_file_of(&self, file: &Queued) -> String {
+        let pg_path = match (&self.standby_path, file.standby) {
+            (Some(standby), true) => standby,
+            _ => &self.pg_path,
+        };
+        pg_file(pg_path, &file.name)
+    }
+
+    /// The job `idx`, ready to run.
+    #[must_use]
+    pub fn job(&self, idx: usize) -> Option<Job> {
+        let span = *self.jobs.get(idx)?;
+        let files: Vec<JobFile> = self
+            .files_of(span)
+            .iter()
+            .map(|q| {
+                let (checksum, repo_checksum) = match q.known.as_deref() {
+                    Some(k) => (k.checksum.clone(), k.repo_checksum.clone()),
+                    None => (None, None),
+                };
+                JobFile {
+                    name: q.name.clone(),
+                    pg_file: self.pg_file_of(q),
+                    size: q.size,
+                    copy_exact_size: q.copy_exact_size,
+                    ignore_missing: q.ignore_missing,
+                    checksum_page: q.checksum_page,
+                    delta: q.delta,
+                    checksum,
+                    has_reference: q.has_reference,
+                    resume: q.resume,
+                    repo_checksum,
+                    repo_size: q.repo_size,
+                }
+            })
+            .collect();
+        let repo_file = if span.bundle_id != 0 {
+            layout::bundle_path(&self.stanza, &self.label, span.bundle_id)
+        } else {
+            let name = files.first().map_or("", |f| f.name.as_str());
+            layout::backup_file_path(&self.stanza, &self.label, name, self.ext)
+        };
+        Some(Job {
+            repo_file,
+            bundle_id: span.bundle_id,
+            files,
+        })
+    }
+}
+
+/// Files to copy, in queue order.
+fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Queued> {
     let mut files: Vec<(&String, &pgkeep_repo::manifest::ManifestFile)> = manifest
         .files
         .iter()
-        .filter(|(name, file)| {
+        .filter(|(_, file)| {
             // zero-length files of a bundled backup are never stored
             let stored_empty = plan.bundle.is_some() && file.size == 0;
-            !stored_empty && !plan.unchanged.contains(*name)
+            !stored_empty && !unchanged(file, plan.delta)
         })
         .collect();
     let bundle_limit = plan.bundle.map(|b| b.limit);
@@ -141,26 +262,32 @@ fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<JobFile> {
             let rel = pg_relative(name);
             let has_reference = file.reference.is_some();
             let resume = plan.resumed.contains(name);
-            let pg_path = match plan.standby {
-                Some(standby) if standby_file(name, standby.xact_path) => standby.pg_path,
-                _ => plan.pg_path,
-            };
-            JobFile {
+            let delta = plan.delta && has_reference && file.size != 0;
+            let repo_checksum = file.checksum_repo.clone().filter(|_| resume);
+            let known = (file.checksum.is_some() && (delta || resume) || repo_checksum.is_some())
+                .then(|| {
+                    Box::new(Known {
+                        checksum: file.checksum.clone(),
+                        repo_checksum,
+                    })
+                });
+            Queued {
                 name: name.clone(),
-                pg_file: pg_file(pg_path, name),
                 size: file.size,
-                copy_exact_size: plan.datadir.copy_exact_size(rel),
-                ignore_missing: rel != datadir::PG_CONTROL,
+                repo_size: file.size_repo,
+                known,
                 checksum_page: file
                     .checksum_page
                     .is_some()
                     .then(|| datadir::segment_no(rel)),
-                delta: plan.delta && has_reference && file.size != 0,
-                checksum: file.checksum.clone(),
+                copy_exact_size: plan.datadir.copy_exact_size(rel),
+                ignore_missing: rel != datadir::PG_CONTROL,
+                delta,
                 has_reference,
                 resume,
-                repo_checksum: file.checksum_repo.clone().filter(|_| resume),
-                repo_size: file.size_repo,
+                standby: plan
+                    .standby
+                    .is_some_and(|standby| standby_file(name, standby.xact_path)),
             }
         })
         .collect()
@@ -168,10 +295,9 @@ fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<JobFile> {
 
 /// Group the queue into jobs: single files, or bundles of small files.
 #[must_use]
-pub fn jobs(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Job> {
-    let label = &manifest.backup.label;
-    let ext = manifest.options.compress_type.ext();
-    let mut queue: Vec<Option<JobFile>> = queue(manifest, plan).into_iter().map(Some).collect();
+pub fn jobs(manifest: &Manifest, plan: &Plan<'_>) -> Queue {
+    let mut queue: Vec<Option<Queued>> = queue(manifest, plan).into_iter().map(Some).collect();
+    let mut files = Vec::with_capacity(queue.len());
     let mut jobs = Vec::new();
     let mut bundle_id = 1u64;
     let mut start = 0usize;
@@ -182,10 +308,11 @@ pub fn jobs(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Job> {
         let Some(Some(first)) = queue.get_mut(start).map(Option::take) else {
             break;
         };
+        let span_start = files.len();
         match plan.bundle {
             Some(b) if first.size <= b.limit => {
                 let mut total = first.size;
-                let mut files = vec![first];
+                files.push(first);
                 let mut idx = start + 1;
                 while total < b.size && idx < queue.len() {
                     if let Some(slot) = queue.get_mut(idx)
@@ -198,21 +325,32 @@ pub fn jobs(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Job> {
                     }
                     idx += 1;
                 }
-                jobs.push(Job {
-                    repo_file: layout::bundle_path(plan.stanza, label, bundle_id),
+                jobs.push(Span {
                     bundle_id,
-                    files,
+                    start: span_start,
+                    len: files.len() - span_start,
                 });
                 bundle_id += 1;
             }
-            _ => jobs.push(Job {
-                repo_file: layout::backup_file_path(plan.stanza, label, &first.name, ext),
-                bundle_id: 0,
-                files: vec![first],
-            }),
+            _ => {
+                files.push(first);
+                jobs.push(Span {
+                    bundle_id: 0,
+                    start: span_start,
+                    len: 1,
+                });
+            }
         }
     }
-    jobs
+    Queue {
+        files,
+        jobs,
+        stanza: plan.stanza.to_string(),
+        label: manifest.backup.label.clone(),
+        ext: manifest.options.compress_type.ext(),
+        pg_path: plan.pg_path.to_string(),
+        standby_path: plan.standby.map(|s| s.pg_path.to_string()),
+    }
 }
 
 /// Running totals for progress messages.
@@ -467,29 +605,30 @@ const PREFETCH_FILE_MAX: u64 = 4 * 1024 * 1024;
 /// of waiting for the disk once per file: with thousands of small files the copy is otherwise
 /// bound by read latency, not bandwidth. The window is bounded in bytes and files; the hints are
 /// best effort and never fail the backup.
-fn prefetch(jobs: &[Job], next: &AtomicUsize, done: &AtomicBool) {
+fn prefetch(queue: &Queue, next: &AtomicUsize, done: &AtomicBool) {
     let mut ahead = 0usize;
     while !done.load(Ordering::Relaxed) {
         let head = next.load(Ordering::Relaxed);
-        if head >= jobs.len() {
+        if head >= queue.jobs.len() {
             return;
         }
         ahead = ahead.max(head);
         let mut bytes = 0u64;
         let mut files = 0usize;
-        for job in jobs.iter().take(ahead).skip(head) {
-            bytes += job.files.iter().map(|f| f.size).sum::<u64>();
-            files += job.files.len();
+        for span in queue.jobs.iter().take(ahead).skip(head) {
+            let job = queue.files_of(*span);
+            bytes += job.iter().map(|f| f.size).sum::<u64>();
+            files += job.len();
         }
         let mut issued = false;
         while bytes < PREFETCH_BYTES && files < PREFETCH_FILES {
-            let Some(job) = jobs.get(ahead) else {
+            let Some(span) = queue.jobs.get(ahead) else {
                 break;
             };
-            for file in &job.files {
+            for file in queue.files_of(*span) {
                 if file.size > 0
                     && file.size <= PREFETCH_FILE_MAX
-                    && let Ok(handle) = std::fs::File::open(&file.pg_file)
+                    && let Ok(handle) = std::fs::File::open(queue.pg_file_of(file))
                 {
                     let _ = nix::fcntl::posix_fadvise(
                         &handle,
@@ -517,15 +656,11 @@ fn prefetch(jobs: &[Job], next: &AtomicUsize, done: &AtomicBool) {
 /// The first job error or `tick` error.
 pub fn run(
     manifest: &mut Manifest,
-    jobs: &[Job],
+    jobs: &Queue,
     workers: &Workers<'_>,
     tick: &mut dyn FnMut(&Manifest, u64) -> Result<()>,
 ) -> Result<()> {
-    let total: u64 = jobs
-        .iter()
-        .flat_map(|j| j.files.iter())
-        .map(|f| f.size)
-        .sum();
+    let total = jobs.total_size();
     let mut progress = Progress { total, done: 0 };
     let mut display = crate::progress::Progress::new(workers.log, "backup", total);
     let live = display.enabled();
@@ -537,7 +672,7 @@ pub fn run(
     let mut first_error: Option<Error> = None;
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Result<Vec<FileResult>>)>();
+        let (tx, rx) = mpsc::channel::<(Job, Result<Vec<FileResult>>)>();
         if workers.prefetch {
             let (next, done) = (&next, &done);
             scope.spawn(move || prefetch(jobs, next, done));
@@ -554,13 +689,14 @@ pub fn run(
                 let mut buffer = Vec::new();
                 while !abort.load(Ordering::Relaxed) {
                     let idx = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(idx) else {
+                    let Some(job) = jobs.job(idx) else {
                         break;
                     };
-                    let result = job::execute(job, workers.settings, pg, workers.repo, &mut buffer);
+                    let result =
+                        job::execute(&job, workers.settings, pg, workers.repo, &mut buffer);
                     counted.read.store(0, Ordering::Relaxed);
                     let failed = result.is_err();
-                    if tx.send((idx, result)).is_err() || failed {
+                    if tx.send((job, result)).is_err() || failed {
                         break;
                     }
                 }
@@ -576,21 +712,18 @@ pub fn run(
         let running = || -> u64 { reading.iter().map(|r| r.load(Ordering::Relaxed)).sum() };
         loop {
             match rx.recv_timeout(crate::progress::REDRAW) {
-                Ok((idx, Ok(results))) => {
+                Ok((job, Ok(results))) => {
                     if first_error.is_some() {
                         continue;
                     }
-                    let applied = match jobs.get(idx) {
-                        Some(job) => apply(
-                            manifest,
-                            job,
-                            results,
-                            &mut progress,
-                            workers.log,
-                            &mut removed,
-                        ),
-                        None => Err(Error::new(ErrorKind::Assert, "job index out of range")),
-                    };
+                    let applied = apply(
+                        manifest,
+                        &job,
+                        results,
+                        &mut progress,
+                        workers.log,
+                        &mut removed,
+                    );
                     if let Err(e) = applied.and_then(|()| tick(manifest, progress.done)) {
                         fail(e, &mut first_error);
                     }
@@ -678,6 +811,13 @@ mod tests {
         m
     }
 
+    /// Every job of the queue, as the workers build them.
+    fn all(queue: &Queue) -> Vec<Job> {
+        (0..queue.jobs.len())
+            .map(|idx| queue.job(idx).unwrap())
+            .collect()
+    }
+
     fn plan_for<'a>(
         dd: &'a DataDir,
         bundle: Option<Bundling>,
@@ -689,7 +829,6 @@ mod tests {
             datadir: dd,
             bundle,
             delta: false,
-            unchanged: empty,
             resumed: empty,
             standby: None,
         }
@@ -734,7 +873,7 @@ mod tests {
             }),
             ..plan_for(&dd, None, &empty)
         };
-        let mut read: Vec<(String, String)> = jobs(&m, &plan)
+        let mut read: Vec<(String, String)> = all(&jobs(&m, &plan))
             .into_iter()
             .flat_map(|j| j.files)
             .map(|f| (f.name, f.pg_file))
@@ -772,7 +911,7 @@ mod tests {
             ("pg_data/global/pg_control", 8192, 1),
         ]);
         let plan = plan_for(&dd, None, &empty);
-        let order: Vec<String> = jobs(&m, &plan)
+        let order: Vec<String> = all(&jobs(&m, &plan))
             .into_iter()
             .map(|j| j.files[0].name.clone())
             .collect();
@@ -787,7 +926,7 @@ mod tests {
                 "pg_data/e"
             ]
         );
-        let bundled = jobs(
+        let bundled = all(&jobs(
             &m,
             &plan_for(
                 &dd,
@@ -797,7 +936,7 @@ mod tests {
                 }),
                 &empty,
             ),
-        );
+        ));
         let shape: Vec<(u64, Vec<&str>)> = bundled
             .iter()
             .map(|j| {
@@ -828,6 +967,64 @@ mod tests {
         );
         assert!(!bundled[0].files[0].ignore_missing);
         assert!(bundled[1].files[0].ignore_missing);
+    }
+
+    #[test]
+    fn jobs_are_built_by_the_queue_with_checksums_only_when_needed() {
+        let dd = DataDir::new(PgVersion::from_major(15).unwrap(), 202_209_061).unwrap();
+        let empty = BTreeSet::new();
+        let mut m = manifest(&[
+            ("pg_data/a", 10, 1),
+            ("pg_data/b", 20, 1),
+            ("pg_data/c", 30, 1),
+        ]);
+        // a and b are taken from the prior backup; c is new
+        for name in ["pg_data/a", "pg_data/b"] {
+            let f = m.files.get_mut(name).unwrap();
+            f.reference = Some("20250101-000000F".to_string());
+            f.checksum = Some(name.replace("pg_data/", "").repeat(40));
+        }
+        m.files.get_mut("pg_data/c").unwrap().checksum_repo = Some("r".repeat(40));
+        // without delta the referenced files need no copy at all
+        let plain = all(&jobs(&m, &plan_for(&dd, None, &empty)));
+        let names: Vec<&str> = plain.iter().map(|j| j.files[0].name.as_str()).collect();
+        assert_eq!(names, ["pg_data/c"]);
+        assert_eq!(plain[0].files[0].checksum, None);
+        assert_eq!(plain[0].files[0].repo_checksum, None);
+        assert_eq!(plain[0].files[0].pg_file, "/pg/c");
+        assert_eq!(
+            plain[0].repo_file,
+            "backup/demo/20260101-000000F/pg_data/c.lz4"
+        );
+        // with delta they are compared, so they carry their checksum; a resumed file its stored one
+        let resumed: BTreeSet<String> = ["pg_data/c".to_string()].into();
+        let plan = Plan {
+            delta: true,
+            resumed: &resumed,
+            ..plan_for(&dd, None, &empty)
+        };
+        let delta = all(&jobs(&m, &plan));
+        let got: Vec<(&str, bool, Option<&str>, Option<&str>)> = delta
+            .iter()
+            .map(|j| {
+                let f = &j.files[0];
+                (
+                    f.name.as_str(),
+                    f.delta,
+                    f.checksum.as_deref().map(|c| &c[..1]),
+                    f.repo_checksum.as_deref().map(|c| &c[..1]),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("pg_data/c", false, None, Some("r")),
+                ("pg_data/b", true, Some("b"), None),
+                ("pg_data/a", true, Some("a"), None),
+            ]
+        );
+        assert!(delta[0].files[0].resume && !delta[1].files[0].resume);
     }
 
     #[test]

@@ -390,6 +390,15 @@ fn prior_and_current() -> (Manifest, Manifest) {
     (prior, current)
 }
 
+/// Files the copy skips, by [`unchanged`].
+fn unchanged_names<'a>(m: &'a Manifest, plan: &IncrPlan) -> Vec<&'a str> {
+    m.files
+        .iter()
+        .filter(|(_, f)| unchanged(f, plan.delta))
+        .map(|(n, _)| n.as_str())
+        .collect()
+}
+
 #[test]
 fn incr_references_flattened_and_unchanged_skipped() {
     let (prior, mut current) = prior_and_current();
@@ -397,14 +406,14 @@ fn incr_references_flattened_and_unchanged_skipped() {
     assert_eq!(current.backup.timestamp_copy_start, 201);
     let plan = build_incr(
         &mut current,
-        &prior,
+        prior.clone(),
         BackupType::Incr,
         Some("000000010000000000000007"),
         false,
     );
     assert!(!plan.delta);
     assert!(plan.warnings.is_empty());
-    let unchanged: Vec<&str> = plan.unchanged.iter().map(String::as_str).collect();
+    let unchanged = unchanged_names(&current, &plan);
     assert_eq!(unchanged, ["pg_data/empty", "pg_data/old", "pg_data/same"]);
     let f = &current.files;
     assert_eq!(
@@ -439,7 +448,7 @@ fn delta_is_forced_by_anomalies() {
     validate_build(&mut current, false, 200);
     let plan = build_incr(
         &mut current,
-        &prior,
+        prior.clone(),
         BackupType::Diff,
         Some("000000020000000000000007"),
         false,
@@ -447,27 +456,21 @@ fn delta_is_forced_by_anomalies() {
     assert!(plan.delta);
     assert!(plan.warnings[0].starts_with("a timeline switch has occurred"));
     // with delta every referenced non-empty file is checked, none skipped but the empty one
-    assert_eq!(
-        plan.unchanged
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        ["pg_data/empty"]
-    );
+    assert_eq!(unchanged_names(&current, &plan), ["pg_data/empty"]);
     assert_eq!(current.options.delta, Some(true));
 
     // online changed
     let (mut prior, mut current) = prior_and_current();
     prior.options.online = false;
     validate_build(&mut current, false, 200);
-    let plan = build_incr(&mut current, &prior, BackupType::Incr, None, false);
+    let plan = build_incr(&mut current, prior.clone(), BackupType::Incr, None, false);
     assert!(plan.warnings[0].starts_with("the online option has changed"));
 
     // a file older than in the prior backup
     let (prior, mut current) = prior_and_current();
     current.files.get_mut("pg_data/same").unwrap().timestamp = 50;
     validate_build(&mut current, false, 200);
-    let plan = build_incr(&mut current, &prior, BackupType::Incr, None, false);
+    let plan = build_incr(&mut current, prior.clone(), BackupType::Incr, None, false);
     assert_eq!(
         plan.warnings,
         [
@@ -479,7 +482,7 @@ fn delta_is_forced_by_anomalies() {
     let (prior, mut current) = prior_and_current();
     current.files.get_mut("pg_data/same").unwrap().size = 11;
     validate_build(&mut current, false, 200);
-    let plan = build_incr(&mut current, &prior, BackupType::Incr, None, false);
+    let plan = build_incr(&mut current, prior.clone(), BackupType::Incr, None, false);
     assert!(plan.delta);
     assert!(plan.warnings[0].contains("as prior but different size (prior 10, current 11)"));
 
@@ -497,8 +500,8 @@ fn delta_is_forced_by_anomalies() {
 fn bundled_empty_files_are_never_referenced() {
     let (prior, mut current) = prior_and_current();
     validate_build(&mut current, false, 200);
-    let plan = build_incr(&mut current, &prior, BackupType::Incr, None, true);
-    assert!(!plan.unchanged.contains("pg_data/empty"));
+    let plan = build_incr(&mut current, prior.clone(), BackupType::Incr, None, true);
+    assert!(!unchanged_names(&current, &plan).contains(&"pg_data/empty"));
     assert_eq!(current.files["pg_data/empty"].reference, None);
 }
 
