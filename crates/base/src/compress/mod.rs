@@ -167,21 +167,21 @@ impl CompressType {
         })
     }
 
-    /// A streaming compressor that may use `workers` threads for one stream (zst only; other types
-    /// and `workers` <= 1 are [`CompressType::compressor`]). The output is one ordinary frame,
-    /// readable by every decompressor; it is not byte-identical to the single-threaded output.
-    pub fn compressor_threads(
-        self,
-        level: i32,
-        workers: u32,
-    ) -> Result<Option<Box<dyn Transform>>> {
-        if self != CompressType::Zst || workers <= 1 {
+    /// The compressor of WAL segments, where CPU per segment is what counts. zst with several
+    /// `workers` compresses one ordinary frame on that many threads (sync push: one segment at a
+    /// time); zst with one worker writes independent 512 KiB frames (async push: one segment per
+    /// worker; see the `zst` module). Other types are [`CompressType::compressor`]. Every layout is read
+    /// by every decompressor; none is byte-identical to pgBackRest's beyond 512 KiB.
+    pub fn wal_compressor(self, level: i32, workers: u32) -> Result<Option<Box<dyn Transform>>> {
+        if self != CompressType::Zst {
             return self.compressor(level);
         }
         self.compressor(level)?;
-        Ok(Some(Box::new(zst::ZstCompress::with_workers(
-            level, workers,
-        )?)))
+        Ok(Some(Box::new(if workers > 1 {
+            zst::ZstCompress::with_workers(level, workers)?
+        } else {
+            zst::ZstCompress::framed(level)?
+        })))
     }
 
     /// A streaming decompressor; `None` for [`CompressType::None`].

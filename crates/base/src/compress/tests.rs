@@ -456,7 +456,7 @@ fn decodes_multi_frame_files_made_by_the_command_line_tools() {
 fn multi_threaded_zst_is_one_ordinary_stream() {
     for &size in SIZES.iter().chain(&[9 << 20]) {
         let data = sample(size, size as u64 + 5);
-        let mut compressor = CompressType::Zst.compressor_threads(3, 2).unwrap().unwrap();
+        let mut compressor = CompressType::Zst.wal_compressor(3, 2).unwrap().unwrap();
         let packed = transform_all(compressor.as_mut(), &data).unwrap();
         assert_eq!(
             decompress(CompressType::Zst, &packed).unwrap(),
@@ -467,7 +467,7 @@ fn multi_threaded_zst_is_one_ordinary_stream() {
         assert_eq!(zst_frames(&packed).len(), 1, "size {size}");
     }
     // other types and one worker: the ordinary compressors
-    let mut gz = CompressType::Gz.compressor_threads(6, 4).unwrap().unwrap();
+    let mut gz = CompressType::Gz.wal_compressor(6, 4).unwrap().unwrap();
     assert_eq!(
         decompress(
             CompressType::Gz,
@@ -476,13 +476,8 @@ fn multi_threaded_zst_is_one_ordinary_stream() {
         .unwrap(),
         b"abc"
     );
-    assert!(
-        CompressType::None
-            .compressor_threads(0, 4)
-            .unwrap()
-            .is_none()
-    );
-    assert!(CompressType::Zst.compressor_threads(99, 2).is_err());
+    assert!(CompressType::None.wal_compressor(0, 4).unwrap().is_none());
+    assert!(CompressType::Zst.wal_compressor(99, 2).is_err());
 }
 
 /// The compressed size of each zstd frame of `packed`, checking that none has a checksum or (but
@@ -504,8 +499,34 @@ fn zst_frames(packed: &[u8]) -> Vec<usize> {
     sizes
 }
 
+/// `data` through the single-worker WAL compressor, fed `piece` bytes at a time.
+fn wal_zst(data: &[u8], piece: usize) -> Vec<u8> {
+    let mut compressor = CompressType::Zst.wal_compressor(3, 1).unwrap().unwrap();
+    let mut out = Vec::new();
+    for part in data.chunks(piece.max(1)) {
+        out.extend(transform_part(compressor.as_mut(), part));
+    }
+    out.extend(transform_end(compressor.as_mut()));
+    out
+}
+
+fn transform_part(transform: &mut dyn crate::io::Transform, mut input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while !input.is_empty() {
+        let used = transform.process(input, &mut out).unwrap();
+        input = &input[used..];
+    }
+    out
+}
+
+fn transform_end(transform: &mut dyn crate::io::Transform) -> Vec<u8> {
+    let mut out = Vec::new();
+    while !transform.finish(&mut out).unwrap() {}
+    out
+}
+
 #[test]
-fn zst_starts_a_new_frame_after_every_512_kib_of_input() {
+fn wal_zst_starts_a_new_frame_after_every_512_kib_of_input() {
     let frame = zst::FRAME_INPUT;
     for (size, frames) in [
         (0, 1),
@@ -516,16 +537,12 @@ fn zst_starts_a_new_frame_after_every_512_kib_of_input() {
         (2 * frame + 17, 3),
     ] {
         let data = sample(size, size as u64 + 11);
-        let whole = compress(CompressType::Zst, 3, &data).unwrap();
+        let whole = wal_zst(&data, usize::MAX);
         let sizes = zst_frames(&whole);
         assert_eq!(sizes.len(), frames, "size {size}");
         // however the input arrives, frames end at the same offsets with the same bytes
         for piece in [1000, 65536, 300_000] {
-            assert_eq!(
-                compress_write(CompressType::Zst, 3, &data, piece),
-                whole,
-                "size {size} piece {piece}"
-            );
+            assert_eq!(wal_zst(&data, piece), whole, "size {size} piece {piece}");
         }
         // each frame stands alone: it decodes to its own part of the input
         let mut offset = 0;
@@ -541,22 +558,27 @@ fn zst_starts_a_new_frame_after_every_512_kib_of_input() {
         }
         assert_eq!(decompress(CompressType::Zst, &whole).unwrap(), data);
     }
-    // one frame's worth is exactly what a plain libzstd stream (pgBackRest's) writes
-    let data = sample(frame, 5);
-    let mut encoder = zstd::stream::raw::Encoder::new(3).unwrap();
-    let mut plain = vec![0u8; 2 * frame];
-    let mut output = zstd::stream::raw::OutBuffer::around(&mut plain[..]);
-    let mut input = zstd::stream::raw::InBuffer::around(&data[..]);
-    while input.pos() < data.len() {
-        zstd::stream::raw::Operation::run(&mut encoder, &mut input, &mut output).unwrap();
+}
+
+#[test]
+fn zst_for_backups_is_one_frame_as_pgbackrest_writes_it() {
+    for size in [0, 1000, zst::FRAME_INPUT, 3 * zst::FRAME_INPUT + 5] {
+        let data = sample(size, 5);
+        let mut encoder = zstd::stream::raw::Encoder::new(3).unwrap();
+        let mut plain = vec![0u8; 2 * size + 1024];
+        let mut output = zstd::stream::raw::OutBuffer::around(&mut plain[..]);
+        let mut input = zstd::stream::raw::InBuffer::around(&data[..]);
+        while input.pos() < data.len() {
+            zstd::stream::raw::Operation::run(&mut encoder, &mut input, &mut output).unwrap();
+        }
+        assert_eq!(
+            zstd::stream::raw::Operation::finish(&mut encoder, &mut output, true).unwrap(),
+            0
+        );
+        let written = output.pos();
+        let ours = compress(CompressType::Zst, 3, &data).unwrap();
+        assert_eq!(ours, plain[..written], "size {size}");
+        assert_eq!(zst_frames(&ours).len(), 1, "size {size}");
+        assert_eq!(compress_write(CompressType::Zst, 3, &data, 65536), ours);
     }
-    assert_eq!(
-        zstd::stream::raw::Operation::finish(&mut encoder, &mut output, true).unwrap(),
-        0
-    );
-    let written = output.pos();
-    assert_eq!(
-        compress(CompressType::Zst, 3, &data).unwrap(),
-        plain[..written]
-    );
 }

@@ -1,17 +1,18 @@
-//! Zstandard through the `zstd` crate (libzstd), compressed as pgBackRest does (libzstd's
-//! streaming compressor at the configured level: no content size, no content checksum) but in
-//! independent frames: a new frame starts after every [`FRAME_INPUT`] bytes of input. The decoder
-//! moves on to the next frame by itself and skips skippable frames.
+//! Zstandard through the `zstd` crate (libzstd), compressed as pgBackRest does: libzstd's
+//! streaming compressor at the configured level, no content size, no content checksum.
 //!
-//! Why frames: the streaming compressor keeps its window (2 MiB at level 3) in a ring buffer; once
-//! that wraps, blocks take libzstd's slower external-dictionary path, and the match search over
-//! the whole window misses the CPU cache. A frame per 512 KiB never wraps and stays in cache:
-//! measured on 16 MiB WAL segments at level 3, 25% less CPU than one frame (45 vs 58 ms for the
-//! benchmark's segments, 13 vs 17 ms for pgbench's), for the history lost at frame edges (output
-//! 1% smaller on the former, 1.4% larger on the latter; 1 MiB frames: 48 ms, +0.8%). A stream of
-//! at most one frame's input is byte-identical to pgBackRest's; a longer one is a concatenation of
-//! frames, which every zstd decoder reads as one stream (pgBackRest's `ZSTD_decompressStream` loop
-//! included: `pgbackrest archive-get` restores such segments).
+//! Two layouts, both read by every zstd decoder (pgBackRest's `ZSTD_decompressStream` loop
+//! included; the decoder moves on to the next frame by itself and skips skippable frames):
+//! - [`ZstCompress::new`]: one frame, byte-identical to pgBackRest's. Backups use it: their files
+//!   can hold redundancy further apart than a frame (on the backup benchmark's text relations,
+//!   512 KiB frames made the repository 10% larger, one 64 MiB sample 2.9 times larger).
+//! - [`ZstCompress::framed`]: a new independent frame after every [`FRAME_INPUT`] bytes of input,
+//!   for WAL segments. The streaming compressor keeps its window (2 MiB at level 3) in a ring
+//!   buffer; once that wraps, blocks take libzstd's slower external-dictionary path and the match
+//!   search misses the CPU cache. A frame per 512 KiB never wraps: on 16 MiB segments at level 3,
+//!   25% less CPU than one frame (45 vs 58 ms for the archive benchmark's segments, 13 vs 17 ms for
+//!   pgbench's) for the history lost at frame edges (1% smaller on the former, 1.4% larger on the
+//!   latter). A segment is written once and read at most once, so CPU is what counts there.
 
 use zstd::stream::raw::{Decoder, Encoder, InBuffer, Operation, OutBuffer};
 
@@ -30,19 +31,27 @@ pub(crate) struct ZstCompress {
     encoder: Encoder<'static>,
     /// Input bytes the current frame holds.
     frame_in: usize,
-    /// Input bytes after which a frame ends; `usize::MAX` keeps one frame (multi-threaded mode,
-    /// whose workers split the frame themselves).
+    /// Input bytes after which a frame ends; `usize::MAX` keeps one frame (pgBackRest's layout,
+    /// and multi-threaded mode, whose workers split the frame themselves).
     frame_max: usize,
 }
 
 impl ZstCompress {
+    /// One frame, as pgBackRest writes it.
     pub(crate) fn new(level: i32) -> Result<ZstCompress> {
         let encoder = Encoder::new(level).map_err(|e| zst_error(&e))?;
         Ok(ZstCompress {
             encoder,
             frame_in: 0,
-            frame_max: FRAME_INPUT,
+            frame_max: usize::MAX,
         })
+    }
+
+    /// A new frame every [`FRAME_INPUT`] bytes of input (see the module header).
+    pub(crate) fn framed(level: i32) -> Result<ZstCompress> {
+        let mut compress = ZstCompress::new(level)?;
+        compress.frame_max = FRAME_INPUT;
+        Ok(compress)
     }
 
     /// libzstd's multi-threaded streaming: `workers` threads compress 2 MiB jobs of the same
@@ -59,7 +68,7 @@ impl ZstCompress {
         Ok(ZstCompress {
             encoder,
             frame_in: 0,
-            frame_max: if workers > 1 { usize::MAX } else { FRAME_INPUT },
+            frame_max: usize::MAX,
         })
     }
 

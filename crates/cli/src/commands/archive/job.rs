@@ -523,20 +523,22 @@ fn stream_segment(
     let write = !fan_out.targets.is_empty();
     let mut chain = Chain::new();
     if write {
-        let threaded = if opts.compress_workers > 1 && opts.compress == CompressType::Zst {
+        // zst segments: several threads on one frame (sync) or 512 KiB frames (async), see
+        // `CompressType::wal_compressor`
+        let wal = if opts.compress == CompressType::Zst {
             opts.compress
-                .compressor_threads(opts.level, opts.compress_workers)?
+                .wal_compressor(opts.level, opts.compress_workers)?
         } else {
             None
         };
-        match threaded {
+        match wal {
             Some(transform) => {
                 let params = serde_json::json!({
                     "type": opts.compress.name(),
                     "level": opts.level,
                     "workers": opts.compress_workers,
                 });
-                chain.transform_custom("compress-threads", params, transform);
+                chain.transform_custom("compress-wal", params, transform);
             }
             None => {
                 chain.transform(FilterSpec::Compress {
