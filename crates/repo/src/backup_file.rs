@@ -145,6 +145,7 @@ pub fn open_range(
             offset,
             limit: size,
             ignore_missing: false,
+            sequential: true,
         },
     )?;
     reader.ok_or_else(|| {

@@ -77,6 +77,10 @@ pub struct ReadOptions {
     pub limit: Option<u64>,
     /// A missing file is `Ok(None)` instead of a `FileMissing` error.
     pub ignore_missing: bool,
+    /// The reader goes through the file once, start to end, and computes while it reads: the
+    /// driver may fetch ahead of it (posix: `posix_fadvise(WILLNEED)` a few MiB ahead of the read
+    /// position, so the disk works while the caller compresses).
+    pub sequential: bool,
 }
 
 /// Options of [`Storage::open_write`]. The default is the safe one: atomic, synced, paths created.

@@ -139,6 +139,7 @@ fn read_offset_and_limit(storage: &dyn Storage, base: &str) {
                 offset,
                 limit,
                 ignore_missing: false,
+                sequential: false,
             },
         )
     };

@@ -218,6 +218,7 @@ fn pg_read(pg: &dyn Storage, file: &JobFile) -> Result<Option<Box<dyn Read + Sen
             offset: 0,
             limit: file.copy_exact_size.then_some(file.size),
             ignore_missing: file.ignore_missing,
+            sequential: true,
         },
     )
 }

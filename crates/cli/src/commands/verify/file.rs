@@ -85,6 +85,7 @@ fn verify_inner(storage: &dyn Storage, check: &FileCheck) -> Result<Outcome> {
                 offset: check.offset,
                 limit: check.limit,
                 ignore_missing: true,
+                sequential: true,
             },
         )
     };
