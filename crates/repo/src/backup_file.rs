@@ -93,7 +93,7 @@ impl StoredLocation {
         name: &str,
         file: &ManifestFile,
     ) -> Result<StoredLocation> {
-        if file.block_incr_size != 0 {
+        if file.block_incr.is_some() {
             return Err(Error::new(
                 ErrorKind::FeatureNotSupported,
                 format!(
@@ -172,8 +172,16 @@ impl Expected {
     /// `Format` when the entry has no checksum (a partial manifest) or an unreadable one.
     pub fn of(name: &str, file: &ManifestFile) -> Result<Expected> {
         let text = match (&file.checksum, file.size) {
-            (_, 0) => EMPTY_SHA1,
-            (Some(text), _) => text.as_str(),
+            (_, 0) => EMPTY_SHA1.to_string(),
+            (Some(c), _) => match c.as_bytes() {
+                Some(bytes) => {
+                    return Ok(Expected {
+                        sha1: Sha1Digest(*bytes),
+                        size: file.size,
+                    });
+                }
+                None => c.to_string(),
+            },
             (None, _) => {
                 return Err(Error::new(
                     ErrorKind::Format,
@@ -181,7 +189,7 @@ impl Expected {
                 ));
             }
         };
-        let sha1 = Sha1Digest::from_hex(text).map_err(|e| {
+        let sha1 = Sha1Digest::from_hex(&text).map_err(|e| {
             Error::new(
                 ErrorKind::Format,
                 format!("invalid checksum for file '{name}': {}", e.message()),
@@ -354,7 +362,7 @@ mod tests {
 
     fn entry(data: &[u8]) -> ManifestFile {
         let mut f = ManifestFile::new(data.len() as u64, 0, 0o600, None, None);
-        f.checksum = Some(sha1(data).to_hex());
+        f.checksum = Some(sha1(data).to_hex().into());
         f
     }
 
@@ -438,7 +446,7 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Format);
         assert_eq!(err.message(), "missing checksum for file 'pg_data/partial'");
 
-        partial.checksum = Some("xyz".to_string());
+        partial.checksum = Some("xyz".into());
         assert_eq!(
             Expected::of("pg_data/partial", &partial)
                 .unwrap_err()
@@ -468,7 +476,7 @@ mod tests {
                 size: None,
             }
         );
-        plain.reference = Some("20240101-000000F".to_string());
+        plain.reference = Some("20240101-000000F".into());
         plain.bundle_id = 3;
         plain.bundle_offset = 77;
         plain.size_repo = 12;
@@ -482,7 +490,11 @@ mod tests {
                 size: Some(12),
             }
         );
-        plain.block_incr_size = 8192;
+        plain.block_incr = Some(Box::new(crate::manifest::BlockIncr {
+            size: 8192,
+            checksum_size: crate::manifest::BLOCK_INCR_CHECKSUM_SIZE_MIN,
+            map_size: 0,
+        }));
         let err = StoredLocation::of(&m, "demo", "pg_data/PG_VERSION", &plain).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::FeatureNotSupported);
     }

@@ -211,11 +211,12 @@ impl BackupInfoEntry {
             };
             size = size.saturating_add(file.size);
             repo_size = repo_size.saturating_add(stored);
-            map = map.saturating_add(file.block_incr_map_size);
+            map = map.saturating_add(file.block_incr.as_ref().map_or(0, |b| b.map_size));
             if file.reference.is_none() {
                 size_delta = size_delta.saturating_add(file.size);
                 repo_size_delta = repo_size_delta.saturating_add(stored);
-                map_delta = map_delta.saturating_add(file.block_incr_map_size);
+                map_delta =
+                    map_delta.saturating_add(file.block_incr.as_ref().map_or(0, |b| b.map_size));
             }
             if file.checksum_page == Some(false) {
                 error = true;

@@ -17,7 +17,7 @@
 //!   checksum; every message names the file when a name was given.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::io::{BufRead, Write};
 
 use pgkeep_base::{Error, ErrorKind, Result};
 use sha1::{Digest, Sha1};
@@ -211,6 +211,147 @@ fn in_file(name: &str) -> String {
     }
 }
 
+/// A non-empty line of an info file.
+enum Line<'l> {
+    /// `[name]`.
+    Section(&'l str),
+    /// `key=value`: key, raw value text, parsed value.
+    Entry(&'l str, &'l str, Json),
+}
+
+/// Classify a non-empty line; `section` is the current section (empty before the first).
+fn split<'l>(line: &'l str, line_no: usize, name: &str, section: &str) -> Result<Line<'l>> {
+    if line.starts_with('[') && line.ends_with(']') {
+        let section = line.get(1..line.len().saturating_sub(1)).unwrap_or("");
+        if section.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Format,
+                format!(
+                    "invalid empty section at line {line_no}{}: {line}",
+                    of_file(name)
+                ),
+            ));
+        }
+        return Ok(Line::Section(section));
+    }
+    if section.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Format,
+            format!(
+                "key/value found outside of section at line {line_no}{}: {line}",
+                of_file(name)
+            ),
+        ));
+    }
+    let (key, raw, value) = split_line(line, line_no, name)?;
+    if key.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Format,
+            format!(
+                "key is zero-length at line {line_no}{}: {line}",
+                of_file(name)
+            ),
+        ));
+    }
+    Ok(Line::Entry(key, raw, value))
+}
+
+/// The `[backrest]` bookkeeping of a file being parsed: checksum, format, version.
+struct Verifier {
+    checksum: Checksum,
+    expected: Option<String>,
+    version: String,
+}
+
+impl Verifier {
+    fn new() -> Self {
+        Verifier {
+            checksum: Checksum::new(),
+            expected: None,
+            version: String::new(),
+        }
+    }
+
+    /// Account for one entry: `None` when it was bookkeeping, else its value back.
+    fn entry(
+        &mut self,
+        section: &str,
+        key: &str,
+        raw: &str,
+        value: Json,
+        name: &str,
+    ) -> Result<Option<Json>> {
+        if section == SECTION_BACKREST && key == KEY_CHECKSUM {
+            match value {
+                Json::Str(s) => self.expected = Some(s),
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::Format,
+                        format!(
+                            "checksum must be a string but found {}{}",
+                            other.type_name(),
+                            in_file(name)
+                        ),
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+        self.checksum.add(section, key, raw);
+        if section == SECTION_BACKREST && key == KEY_FORMAT {
+            if value.as_u64() != Some(REPOSITORY_FORMAT) {
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    format!(
+                        "expected format {REPOSITORY_FORMAT} but found {raw}{}",
+                        in_file(name)
+                    ),
+                ));
+            }
+            return Ok(None);
+        }
+        if section == SECTION_BACKREST && key == KEY_VERSION {
+            match value {
+                Json::Str(s) => self.version = s,
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::Format,
+                        format!(
+                            "version must be a string but found {}{}",
+                            other.type_name(),
+                            in_file(name)
+                        ),
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+        Ok(Some(value))
+    }
+
+    /// Check the checksum; the version read.
+    fn finish(self, name: &str) -> Result<String> {
+        let actual = self.checksum.finish();
+        match self.expected {
+            None => Err(Error::new(
+                ErrorKind::Checksum,
+                format!(
+                    "invalid checksum{}, actual '{actual}' but no checksum found",
+                    in_file(name)
+                ),
+            )),
+            Some(expected) if expected != actual => Err(Error::new(
+                ErrorKind::Checksum,
+                format!(
+                    "invalid checksum{}, actual '{actual}' but expected '{expected}'",
+                    in_file(name)
+                ),
+            )),
+            Some(_) => Ok(self.version),
+        }
+    }
+}
+
 impl Ini {
     /// An empty document that will be written with [`BACKREST_VERSION`].
     #[must_use]
@@ -240,95 +381,23 @@ impl Ini {
         };
         // where each (section, key) went, borrowed from `text`: no copy of the names while parsing
         let mut positions: HashMap<(&str, &str), usize> = HashMap::new();
-        let mut checksum = Checksum::new();
-        let mut expected: Option<String> = None;
+        let mut verifier = Verifier::new();
         let mut section: &str = "";
 
         for (idx, line) in text.split('\n').enumerate() {
-            let line_no = idx + 1;
             if line.is_empty() {
                 continue;
             }
-            if line.starts_with('[') && line.ends_with(']') {
-                section = line.get(1..line.len().saturating_sub(1)).unwrap_or("");
-                if section.is_empty() {
-                    return Err(Error::new(
-                        ErrorKind::Format,
-                        format!(
-                            "invalid empty section at line {line_no}{}: {line}",
-                            of_file(name)
-                        ),
-                    ));
+            let (key, raw, value) = match split(line, idx + 1, name, section)? {
+                Line::Section(name) => {
+                    section = name;
+                    continue;
                 }
+                Line::Entry(key, raw, value) => (key, raw, value),
+            };
+            if verifier.entry(section, key, raw, value, name)?.is_none() {
                 continue;
             }
-            if section.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Format,
-                    format!(
-                        "key/value found outside of section at line {line_no}{}: {line}",
-                        of_file(name)
-                    ),
-                ));
-            }
-            let (key, raw, value) = split_line(line, line_no, name)?;
-            if key.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Format,
-                    format!(
-                        "key is zero-length at line {line_no}{}: {line}",
-                        of_file(name)
-                    ),
-                ));
-            }
-
-            if section == SECTION_BACKREST && key == KEY_CHECKSUM {
-                match value {
-                    Json::Str(s) => expected = Some(s),
-                    other => {
-                        return Err(Error::new(
-                            ErrorKind::Format,
-                            format!(
-                                "checksum must be a string but found {}{}",
-                                other.type_name(),
-                                in_file(name)
-                            ),
-                        ));
-                    }
-                }
-                continue;
-            }
-            checksum.add(section, key, raw);
-
-            if section == SECTION_BACKREST && key == KEY_FORMAT {
-                if value.as_u64() != Some(REPOSITORY_FORMAT) {
-                    return Err(Error::new(
-                        ErrorKind::Format,
-                        format!(
-                            "expected format {REPOSITORY_FORMAT} but found {raw}{}",
-                            in_file(name)
-                        ),
-                    ));
-                }
-                continue;
-            }
-            if section == SECTION_BACKREST && key == KEY_VERSION {
-                match value {
-                    Json::Str(s) => ini.version = s,
-                    other => {
-                        return Err(Error::new(
-                            ErrorKind::Format,
-                            format!(
-                                "version must be a string but found {}{}",
-                                other.type_name(),
-                                in_file(name)
-                            ),
-                        ));
-                    }
-                }
-                continue;
-            }
-
             let target = match ini.sections.get_mut(section) {
                 Some(target) => target,
                 None => ini.sections.entry(section.to_string()).or_default(),
@@ -345,25 +414,93 @@ impl Ini {
                 }
             }
         }
+        ini.version = verifier.finish(name)?;
+        Ok(ini)
+    }
 
-        let actual = checksum.finish();
-        match expected {
-            None => Err(Error::new(
-                ErrorKind::Checksum,
-                format!(
-                    "invalid checksum{}, actual '{actual}' but no checksum found",
-                    in_file(name)
-                ),
-            )),
-            Some(expected) if expected != actual => Err(Error::new(
-                ErrorKind::Checksum,
-                format!(
-                    "invalid checksum{}, actual '{actual}' but expected '{expected}'",
-                    in_file(name)
-                ),
-            )),
-            Some(_) => Ok(ini),
+    /// [`Ini::parse`] reading `reader` one line at a time: the entries of `streamed` are handed to `visit`
+    /// (value parsed, in stored order) instead of being kept, so neither the file nor that section is ever held.
+    /// `visit` sees entries before the checksum, at the end, is verified: a caller must discard what it did when an
+    /// error is returned. Also returns the file's checksum, so that a second read can tell it read the same file.
+    ///
+    /// # Errors
+    /// As [`Ini::parse`]; read errors of `reader` (an error that crossed it, e.g. a decryption failure, comes back
+    /// unchanged); any error of `visit`.
+    pub fn parse_reader(
+        reader: &mut dyn BufRead,
+        name: &str,
+        streamed: &str,
+        visit: &mut dyn FnMut(&str, Json) -> Result<()>,
+    ) -> Result<(Ini, String)> {
+        let mut ini = Ini {
+            version: String::new(),
+            sections: BTreeMap::new(),
+        };
+        let mut positions: HashMap<(String, String), usize> = HashMap::new();
+        let mut verifier = Verifier::new();
+        let mut section = String::new();
+        let mut buf = Vec::new();
+        let mut offset = 0usize;
+        let mut line_no = 0usize;
+        loop {
+            buf.clear();
+            let read = reader.read_until(b'\n', &mut buf).map_err(|e| {
+                Error::from_io_error(
+                    &e,
+                    ErrorKind::FileRead,
+                    format!("unable to read{}", of_file(name)),
+                )
+            })?;
+            if read == 0 {
+                break;
+            }
+            line_no += 1;
+            let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let line = std::str::from_utf8(bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::Format,
+                    format!(
+                        "invalid UTF-8 at byte {}{}",
+                        offset + e.valid_up_to(),
+                        in_file(name)
+                    ),
+                )
+            })?;
+            offset += read;
+            if line.is_empty() {
+                continue;
+            }
+            let (key, raw, value) = match split(line, line_no, name, &section)? {
+                Line::Section(name) => {
+                    section.clear();
+                    section.push_str(name);
+                    continue;
+                }
+                Line::Entry(key, raw, value) => (key, raw, value),
+            };
+            let Some(value) = verifier.entry(&section, key, raw, value, name)? else {
+                continue;
+            };
+            if section == streamed {
+                visit(key, value)?;
+                continue;
+            }
+            let target = ini.sections.entry(section.clone()).or_default();
+            match positions.get(&(section.clone(), key.to_string())) {
+                Some(&pos) => {
+                    if let Some(entry) = target.entries.get_mut(pos) {
+                        entry.1 = raw.to_string();
+                    }
+                }
+                None => {
+                    positions.insert((section.clone(), key.to_string()), target.entries.len());
+                    target.push(key, raw);
+                }
+            }
         }
+        let checksum = verifier.expected.clone().unwrap_or_default();
+        ini.version = verifier.finish(name)?;
+        Ok((ini, checksum))
     }
 
     /// Render the file, computing its checksum.
@@ -748,6 +885,17 @@ impl<'a> Fields<'a> {
             key,
             map: value_object(section, key, raw)?,
         })
+    }
+
+    /// [`Fields::parse`] for a value already parsed.
+    ///
+    /// # Errors
+    /// `Format` when it is not a JSON object.
+    pub fn from_json(section: &'a str, key: &'a str, value: Json) -> Result<Self> {
+        match value {
+            Json::Object(map) => Ok(Fields { section, key, map }),
+            other => Err(wrong_type(section, key, "an object", &other)),
+        }
     }
 
     fn err(&self, field: &str, expected: &str, found: &Json) -> Error {

@@ -20,7 +20,10 @@ pub mod codec;
 pub mod json;
 
 use pgkeep_base::{Error, ErrorKind, Result};
-use pgkeep_storage::{Storage, WriteOptions, get, join, put};
+use std::io::BufRead;
+
+use pgkeep_base::io::{Chain, FilterRead, FilterSpec};
+use pgkeep_storage::{ReadOptions, Storage, WriteOptions, get, join, put};
 
 pub use archive_info::{ArchiveInfo, DbInfo};
 pub use backup_info::{BackupDbInfo, BackupInfo, BackupInfoEntry};
@@ -84,7 +87,12 @@ pub trait InfoFile: Sized {
 
 /// [`InfoFile::from_ini`] with `name` added to error messages.
 fn from_ini_named<T: InfoFile>(ini: Ini, name: &str) -> Result<T> {
-    T::from_ini(ini).map_err(|e| {
+    named(T::from_ini(ini), name)
+}
+
+/// `result` with `name` added to its error message (unless empty).
+pub(crate) fn named<T>(result: Result<T>, name: &str) -> Result<T> {
+    result.map_err(|e| {
         if name.is_empty() {
             e
         } else {
@@ -190,27 +198,114 @@ pub fn load_info<T: InfoFile>(
     path: &str,
     cipher_pass: Option<&str>,
 ) -> Result<T> {
+    load_with(
+        path,
+        &join(storage.root(), path),
+        T::KIND,
+        T::LOAD_HINT,
+        &mut |candidate| load_info_file(storage, candidate, cipher_pass),
+    )
+}
+
+/// [`load_info`]'s fallback with another loader: `load_one(path)`, then `load_one(path.copy)`; `display` is `path`
+/// as shown in messages, `kind` and `load_hint` as [`InfoFile::KIND`] and [`InfoFile::LOAD_HINT`].
+pub(crate) fn load_with<T>(
+    path: &str,
+    display: &str,
+    kind: &str,
+    load_hint: Option<&str>,
+    load_one: &mut dyn FnMut(&str) -> Result<T>,
+) -> Result<T> {
     let copy = copy_path(path);
     let mut failures = Vec::with_capacity(2);
     for candidate in [path, copy.as_str()] {
-        match load_info_file::<T>(storage, candidate, cipher_pass) {
+        match load_one(candidate) {
             Ok(info) => return Ok(info),
             Err(e) => failures.push(e),
         }
     }
-    Err(combine_load_errors::<T>(
-        &join(storage.root(), path),
-        &failures,
-    ))
+    Err(combine_load_errors(display, &failures, kind, load_hint))
+}
+
+/// Read one info file as a stream (never whole in memory): open `path`, decrypt while reading when `cipher_pass` is
+/// set, and hand the plaintext to `parse` with the path to show in messages. Errors get the encryption hint as
+/// [`decode_info`] gives it: a decryption failure always, any other when the bytes look encrypted but no passphrase
+/// was given.
+///
+/// # Errors
+/// `FileMissing` (`unable to open missing file '<path>' for read`), storage errors, and those of `parse`.
+pub(crate) fn read_stream<T>(
+    storage: &dyn Storage,
+    path: &str,
+    cipher_pass: Option<&str>,
+    parse: &mut dyn FnMut(&mut dyn BufRead, &str) -> Result<T>,
+) -> Result<T> {
+    let display = join(storage.root(), path);
+    let Some(source) = storage.open_read(
+        path,
+        ReadOptions {
+            ignore_missing: true,
+            ..ReadOptions::default()
+        },
+    )?
+    else {
+        return Err(Error::new(
+            ErrorKind::FileMissing,
+            format!("unable to open missing file '{display}' for read"),
+        ));
+    };
+    let mut chain = Chain::new();
+    if let Some(pass) = cipher_pass {
+        chain.transform(FilterSpec::Decrypt {
+            pass: pass.to_string(),
+        })?;
+    }
+    let mut reader = FilterRead::new(source, chain);
+    let looks_encrypted = cipher_pass.is_none()
+        && reader
+            .fill_buf()
+            .is_ok_and(|head| head.starts_with(CIPHER_MAGIC));
+    let result = parse(&mut reader, &display);
+    let err = match result {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    // garbage from a wrong passphrase fails the parse before the padding check at the end fails the
+    // decryption: as with a whole-buffer decryption, the decryption error is the one reported
+    let err = match (cipher_pass, err.kind()) {
+        (Some(_), kind) if kind != ErrorKind::Crypto => {
+            match std::io::copy(&mut reader, &mut std::io::sink()) {
+                Err(e) => {
+                    let drained = Error::from_io_error(&e, ErrorKind::FileRead, &display);
+                    if drained.kind() == ErrorKind::Crypto {
+                        drained
+                    } else {
+                        err
+                    }
+                }
+                Ok(_) => err,
+            }
+        }
+        _ => err,
+    };
+    Err(
+        if looks_encrypted || (cipher_pass.is_some() && err.kind() == ErrorKind::Crypto) {
+            err.with_hint(HINT_ENCRYPTED)
+        } else {
+            err
+        },
+    )
 }
 
 /// pgBackRest's `infoLoad()` error folding.
-fn combine_load_errors<T: InfoFile>(display: &str, failures: &[Error]) -> Error {
+fn combine_load_errors(
+    display: &str,
+    failures: &[Error],
+    what: &str,
+    load_hint: Option<&str>,
+) -> Error {
     let mut kind: Option<ErrorKind> = None;
-    let mut message = format!(
-        "unable to load {} '{display}' or '{display}.copy':",
-        T::KIND
-    );
+    let mut message = format!("unable to load {what} '{display}' or '{display}.copy':");
     let mut hints: Vec<&str> = Vec::new();
     for e in failures {
         kind = Some(match kind {
@@ -230,7 +325,7 @@ fn combine_load_errors<T: InfoFile>(display: &str, failures: &[Error]) -> Error 
             hints.push(h);
         }
     }
-    if let Some(h) = T::LOAD_HINT {
+    if let Some(h) = load_hint {
         hints.push(h);
     }
     let err = Error::new(kind.unwrap_or(ErrorKind::FileMissing), message);

@@ -17,20 +17,22 @@
 //!   forces delta when a file's mtime is later than the copy start. [`build_incr`] turns a full
 //!   manifest into a diff/incr of `prior`: references are always flattened to the backup that
 //!   stores the bytes, delta is forced on the conditions pgBackRest checks; [`unchanged`] tells
-//!   which files need no copy. The prior is consumed on the way (its entries move over).
+//!   which files need no copy. The prior's file entries are streamed from the repository one at a
+//!   time.
 //! - Memory: files reach the manifest in batches ([`super::FileMap`]), so its map ends with full
 //!   nodes; nothing per file is held besides the manifest.
 //! - [`validate_final`] is the strict check made before the final save.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::datadir::{self, DataDir};
 use pgkeep_storage::{FileType, InfoLevel, Storage, StorageInfo};
 
 use super::{
-    EMPTY_SHA1, FileMap, Manifest, ManifestFile, ManifestLink, ManifestPath, ManifestTarget,
-    TARGET_PGDATA, TARGET_PGTBLSPC, TargetType,
+    EMPTY_SHA1, FileMap, LazyManifest, Manifest, ManifestFile, ManifestLink, ManifestPath,
+    ManifestTarget, Names, TARGET_PGDATA, TARGET_PGTBLSPC, TargetType,
 };
 use crate::layout::BackupType;
 
@@ -90,6 +92,8 @@ struct Walk<'a, 'o> {
     links: Vec<(String, Option<String>, String)>,
     /// The manifest's files while the walk adds to them (batched, see [`FileMap`]).
     files: FileMap,
+    /// Owner names shared by the entries.
+    names: Names,
 }
 
 /// Build the targets, paths, links and files of `manifest` from PGDATA. `storage` must be rooted
@@ -119,8 +123,8 @@ pub fn build(
         TARGET_PGDATA.to_string(),
         ManifestPath {
             mode: root.mode,
-            user: root.user.clone(),
-            group: root.group.clone(),
+            user: root.user.as_deref().map(Arc::from),
+            group: root.group.as_deref().map(Arc::from),
             extra: BTreeMap::new(),
         },
     );
@@ -145,6 +149,7 @@ pub fn build(
         exclude_content,
         links: Vec::new(),
         files,
+        names: Names::default(),
     };
     let entries = sorted_list(storage, opts.pg_path)?.ok_or_else(|| missing(opts.pg_path))?;
     for entry in &entries {
@@ -252,8 +257,8 @@ impl Walk<'_, '_> {
             name.to_string(),
             ManifestPath {
                 mode: info.mode,
-                user: info.user.clone(),
-                group: info.group.clone(),
+                user: self.names.opt(info.user.as_deref()),
+                group: self.names.opt(info.group.as_deref()),
                 extra: BTreeMap::new(),
             },
         );
@@ -313,8 +318,8 @@ impl Walk<'_, '_> {
             info.size,
             info.mtime,
             info.mode,
-            info.user.clone(),
-            info.group.clone(),
+            self.names.opt(info.user.as_deref()),
+            self.names.opt(info.group.as_deref()),
         );
         if db_path && self.opts.checksum_page && dd.checksum_page_file(pg_relative(name)) {
             file.checksum_page = Some(true);
@@ -349,8 +354,8 @@ impl Walk<'_, '_> {
             name.to_string(),
             ManifestLink {
                 destination: destination.clone(),
-                user: info.user.clone(),
-                group: info.group.clone(),
+                user: self.names.opt(info.user.as_deref()),
+                group: self.names.opt(info.group.as_deref()),
                 extra: BTreeMap::new(),
             },
         );
@@ -568,104 +573,106 @@ pub fn unchanged(file: &ManifestFile, delta: bool) -> bool {
 /// backup on top of `prior`. `archive_start` is the new backup's start segment. Files equal in
 /// size (and mtime, unless delta) to the prior's take over its checksums, sizes, page results and
 /// bundle location, with `reference` naming the backup that stores the bytes. Also inherits the
-/// prior's reference list, `backup-bundle-raw` and cipher sub-passphrase. The prior is consumed
-/// as its files are taken over (their checksums are moved, not copied), so a large incremental does
-/// not hold two full manifests plus the copies.
+/// prior's reference list, `backup-bundle-raw` and cipher sub-passphrase. The prior's file entries
+/// are streamed from where it is stored one at a time ([`LazyManifest::for_each_file`]), twice
+/// when delta is not yet decided (once to decide it, once to take the files over), so a large
+/// incremental never holds the prior's file list, parsed or as text.
+///
+/// # Errors
+/// Those of [`LazyManifest::for_each_file`]: a prior file entry that does not load, a prior that
+/// changed since it was loaded, read errors.
 pub fn build_incr(
     manifest: &mut Manifest,
-    prior: Manifest,
+    prior: &LazyManifest,
     backup_type: BackupType,
     archive_start: Option<&str>,
     bundle: bool,
-) -> IncrPlan {
-    manifest.backup.prior = Some(prior.backup.label.clone());
-    manifest
-        .backup
-        .reference
-        .clone_from(&prior.backup.reference);
+) -> Result<IncrPlan> {
+    let head = &prior.manifest;
+    manifest.backup.prior = Some(head.backup.label.clone());
+    manifest.backup.reference.clone_from(&head.backup.reference);
     manifest.backup.backup_type = backup_type;
-    manifest.backup.bundle_raw = prior.backup.bundle_raw;
-    manifest.cipher_pass.clone_from(&prior.cipher_pass);
+    manifest.backup.bundle_raw = head.backup.bundle_raw;
+    manifest.cipher_pass.clone_from(&head.cipher_pass);
 
     let mut plan = IncrPlan {
         delta: manifest.options.delta.unwrap_or(false),
         ..IncrPlan::default()
     };
-    let prior_label = &prior.backup.label;
+    let prior_label = &head.backup.label;
     let timeline = |seg: &str| seg.get(..8).map(str::to_string);
-    if let (Some(start), Some(stop)) = (archive_start, prior.backup.archive_stop.as_deref())
+    if let (Some(start), Some(stop)) = (archive_start, head.backup.archive_stop.as_deref())
         && timeline(start) != timeline(stop)
     {
         plan.warnings.push(format!(
             "a timeline switch has occurred since the {prior_label} backup, enabling delta checksum\nHINT: this is normal after restoring from backup or promoting a standby."
         ));
         plan.delta = true;
-    } else if prior.options.online != manifest.options.online {
+    } else if head.options.online != manifest.options.online {
         plan.warnings.push(format!(
             "the online option has changed since the {prior_label} backup, enabling delta checksum"
         ));
         plan.delta = true;
     }
     if !plan.delta {
-        for (name, file) in &manifest.files {
-            let Some(before) = prior.files.get(name) else {
-                continue;
+        // the first anomaly in name order (the prior's stored order) forces delta
+        let mut anomaly: Option<String> = None;
+        prior.for_each_file(|name, before| {
+            if anomaly.is_some() {
+                return Ok(());
+            }
+            let Some(file) = manifest.files.get(name) else {
+                return Ok(());
             };
             if file.timestamp < before.timestamp {
-                plan.warnings.push(format!(
+                anomaly = Some(format!(
                     "file '{}' has timestamp earlier than prior backup (prior {}, current {}), enabling delta checksum",
                     pg_relative(name),
                     before.timestamp,
                     file.timestamp
                 ));
-                plan.delta = true;
-                break;
-            }
-            if file.size != before.size && file.timestamp == before.timestamp {
-                plan.warnings.push(format!(
+            } else if file.size != before.size && file.timestamp == before.timestamp {
+                anomaly = Some(format!(
                     "file '{}' has same timestamp ({}) as prior but different size (prior {}, current {}), enabling delta checksum",
                     pg_relative(name),
                     file.timestamp,
                     before.size,
                     file.size
                 ));
-                plan.delta = true;
-                break;
             }
+            Ok(())
+        })?;
+        if let Some(warning) = anomaly {
+            plan.warnings.push(warning);
+            plan.delta = true;
         }
     }
     manifest.options.delta = Some(plan.delta);
-    let Manifest {
-        files: prior_files,
-        backup: prior_backup,
-        ..
-    } = prior;
-    let prior_label = &prior_backup.label;
-    // both maps are in name order: walk them together, freeing the prior's entries on the way
-    let mut prior_files = prior_files.into_iter().peekable();
-    for (name, file) in &mut manifest.files {
-        while prior_files.next_if(|(p, _)| p < name).is_some() {}
-        let Some((_, before)) = prior_files.next_if(|(p, _)| p == name) else {
-            continue;
+    let prior_label: Arc<str> = Arc::from(prior_label.as_str());
+    let delta = plan.delta;
+    prior.for_each_file(|name, before| {
+        let Some(file) = manifest.files.get_mut(name) else {
+            return Ok(());
         };
         // zero-length files of a bundled backup are never copied and never referenced
         let copy = !(bundle && file.size == 0);
         if !(copy
             && file.size == before.size
-            && (plan.delta || file.size == 0 || file.timestamp == before.timestamp))
+            && (delta || file.size == 0 || file.timestamp == before.timestamp))
         {
-            continue;
+            return Ok(());
         }
         file.size_repo = before.size_repo;
         file.checksum = before.checksum;
         file.checksum_repo = before.checksum_repo;
-        file.reference = Some(before.reference.unwrap_or_else(|| prior_label.clone()));
+        file.reference = Some(before.reference.unwrap_or_else(|| Arc::clone(&prior_label)));
         file.checksum_page = before.checksum_page;
         file.checksum_page_error = before.checksum_page_error;
         file.bundle_id = before.bundle_id;
         file.bundle_offset = before.bundle_offset;
-    }
-    plan
+        Ok(())
+    })?;
+    Ok(plan)
 }
 
 /// Give the manifest its label; the label ends the reference list.

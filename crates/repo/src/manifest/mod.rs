@@ -17,12 +17,21 @@
 //! - Keys and sections this model does not know are kept (in `extra` fields) and written back in sorted position.
 //! - Memory: saving streams (`InfoFile::write_to` renders `[target:file]` one entry at a time, never the whole file
 //!   or an `Ini` of it); loading frees the file's bytes once parsed and fills the file map in bulk batches, so the
-//!   map's nodes are full.
+//!   map's nodes are full. A file entry is kept small (a size test guards it): checksums are 20 bytes
+//!   ([`Checksum`]), owners and references are shared `Arc<str>`s (one per distinct name, see `Names`), and the
+//!   rare parts (page errors, block incremental, unknown keys) are boxed. [`LazyManifest`] loads a manifest whose
+//!   file list stays in the repository, streamed each time it is read (a diff/incr's prior).
 
 pub mod build;
+mod checksum;
+mod lazy;
+
+pub use checksum::Checksum;
+pub use lazy::LazyManifest;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::PgVersion;
@@ -188,35 +197,43 @@ pub struct ManifestFile {
     pub size_repo: u64,
     /// `timestamp`: mtime at manifest build.
     pub timestamp: i64,
-    /// `checksum`: SHA-1 hex of the original content; `None` while not yet copied (partial manifest). Always
+    /// `checksum`: SHA-1 of the original content; `None` while not yet copied (partial manifest). Always
     /// [`EMPTY_SHA1`] for a zero-size file after load.
-    pub checksum: Option<String>,
-    /// `rck`: SHA-1 hex of the stored bytes.
-    pub checksum_repo: Option<String>,
+    pub checksum: Option<Checksum>,
+    /// `rck`: SHA-1 of the stored bytes.
+    pub checksum_repo: Option<Checksum>,
     /// `checksum-page`: `None` = not checked, `Some(true)` = all pages valid, `Some(false)` = errors.
     pub checksum_page: Option<bool>,
-    /// `checksum-page-error`: page numbers and `[first,last]` ranges, kept as JSON.
-    pub checksum_page_error: Option<Json>,
-    /// `reference`: label of the backup storing the file; `None` = this backup.
-    pub reference: Option<String>,
+    /// `checksum-page-error`: page numbers and `[first,last]` ranges, kept as JSON (boxed: rare).
+    pub checksum_page_error: Option<Box<Json>>,
+    /// `reference`: label of the backup storing the file; `None` = this backup. Shared: a manifest references
+    /// few backups.
+    pub reference: Option<Arc<str>>,
     /// `bni`: bundle id, 0 = not bundled.
     pub bundle_id: u64,
     /// `bno`: offset inside the bundle.
     pub bundle_offset: u64,
-    /// Block-incremental block size in bytes (`bi` × 8192), 0 = not block incremental.
-    pub block_incr_size: u64,
-    /// `bic`: block checksum size ([`BLOCK_INCR_CHECKSUM_SIZE_MIN`] when absent).
-    pub block_incr_checksum_size: u64,
-    /// `bim`: size of the block map.
-    pub block_incr_map_size: u64,
+    /// Block incremental: `None` = not (boxed: rare).
+    pub block_incr: Option<Box<BlockIncr>>,
     /// Permission bits.
     pub mode: u32,
-    /// Owner name; `None` when the uid had no name.
-    pub user: Option<String>,
+    /// Owner name; `None` when the uid had no name. Shared: a manifest has few distinct owners.
+    pub user: Option<Arc<str>>,
     /// Group name; `None` when the gid had no name.
-    pub group: Option<String>,
-    /// Unknown keys (e.g. `szo` of newer versions), kept.
-    pub extra: BTreeMap<String, Json>,
+    pub group: Option<Arc<str>>,
+    /// Unknown keys (e.g. `szo` of newer versions), kept; `None` when there are none (boxed: rare).
+    pub extra: Option<Box<BTreeMap<String, Json>>>,
+}
+
+/// The block-incremental fields of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockIncr {
+    /// Block size in bytes (`bi` × 8192), never 0.
+    pub size: u64,
+    /// `bic`: block checksum size ([`BLOCK_INCR_CHECKSUM_SIZE_MIN`] when absent).
+    pub checksum_size: u64,
+    /// `bim`: size of the block map.
+    pub map_size: u64,
 }
 
 impl ManifestFile {
@@ -226,28 +243,32 @@ impl ManifestFile {
         size: u64,
         timestamp: i64,
         mode: u32,
-        user: Option<String>,
-        group: Option<String>,
+        user: Option<Arc<str>>,
+        group: Option<Arc<str>>,
     ) -> Self {
         ManifestFile {
             size,
             size_repo: size,
             timestamp,
-            checksum: (size == 0).then(|| EMPTY_SHA1.to_string()),
+            checksum: (size == 0).then(Checksum::empty),
             checksum_repo: None,
             checksum_page: None,
             checksum_page_error: None,
             reference: None,
             bundle_id: 0,
             bundle_offset: 0,
-            block_incr_size: 0,
-            block_incr_checksum_size: BLOCK_INCR_CHECKSUM_SIZE_MIN,
-            block_incr_map_size: 0,
+            block_incr: None,
             mode,
             user,
             group,
-            extra: BTreeMap::new(),
+            extra: None,
         }
+    }
+
+    /// Block size in bytes when the file is block incremental, else 0.
+    #[must_use]
+    pub fn block_incr_size(&self) -> u64 {
+        self.block_incr.as_ref().map_or(0, |b| b.size)
     }
 }
 
@@ -256,10 +277,10 @@ impl ManifestFile {
 pub struct ManifestPath {
     /// Permission bits.
     pub mode: u32,
-    /// Owner name; `None` when the uid had no name.
-    pub user: Option<String>,
+    /// Owner name; `None` when the uid had no name. Shared: a manifest has few distinct owners.
+    pub user: Option<Arc<str>>,
     /// Group name; `None` when the gid had no name.
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
     /// Unknown keys, kept.
     pub extra: BTreeMap<String, Json>,
 }
@@ -269,10 +290,10 @@ pub struct ManifestPath {
 pub struct ManifestLink {
     /// Link destination as read by readlink.
     pub destination: String,
-    /// Owner name; `None` when the uid had no name.
-    pub user: Option<String>,
+    /// Owner name; `None` when the uid had no name. Shared: a manifest has few distinct owners.
+    pub user: Option<Arc<str>>,
     /// Group name; `None` when the gid had no name.
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
     /// Unknown keys, kept.
     pub extra: BTreeMap<String, Json>,
 }
@@ -340,7 +361,7 @@ impl Manifest {
         let label = self.file_backup_label(file);
         if file.bundle_id != 0 {
             layout::bundle_path(stanza, label, file.bundle_id)
-        } else if file.block_incr_size != 0 {
+        } else if file.block_incr.is_some() {
             layout::backup_file_path(stanza, label, name, BLOCK_INCR_EXT)
         } else {
             layout::backup_file_path(stanza, label, name, self.options.compress_type.ext())
@@ -348,7 +369,7 @@ impl Manifest {
     }
 
     /// Defaults derived from the `pg_data` path: (user, group, file mode, path mode).
-    fn save_defaults(&self) -> Result<(Option<String>, Option<String>, u32, u32)> {
+    fn save_defaults(&self) -> Result<(OwnerName, OwnerName, u32, u32)> {
         let base = self.paths.get(TARGET_PGDATA).ok_or_else(|| {
             Error::new(
                 ErrorKind::Format,
@@ -401,8 +422,40 @@ impl FileMap {
     }
 }
 
-fn owner_json(owner: Option<&String>) -> Json {
-    owner.map_or(Json::Bool(false), |o| Json::str(o.as_str()))
+/// An owner (user or group) name as entries hold it: `None` when the id had no name.
+pub type OwnerName = Option<Arc<str>>;
+
+fn owner_json(owner: Option<&str>) -> Json {
+    owner.map_or(Json::Bool(false), Json::str)
+}
+
+/// Shares the few distinct owner names and reference labels of a manifest among its entries (a
+/// string per entry would be most of a large manifest's memory). Remembers a bounded number of
+/// names, so a manifest with unusually many distinct names costs no more than unshared strings.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    names: Vec<Arc<str>>,
+}
+
+impl Names {
+    const MAX: usize = 64;
+
+    /// The shared copy of `name`.
+    pub(crate) fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.names.iter().find(|n| ***n == *name) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = Arc::from(name);
+        if self.names.len() < Self::MAX {
+            self.names.push(Arc::clone(&new));
+        }
+        new
+    }
+
+    /// [`Names::get`] through an option.
+    pub(crate) fn opt(&mut self, name: Option<&str>) -> Option<Arc<str>> {
+        name.map(|n| self.get(n))
+    }
 }
 
 fn mode_string(mode: u32) -> String {
@@ -445,12 +498,12 @@ fn opt_take<T>(
 }
 
 /// Owner default of a `[target:*:default]` section: `None` = key absent, `Some(None)` = `false`.
-fn take_owner_default(ini: &mut Ini, section: &str, key: &str) -> Result<Option<Option<String>>> {
+fn take_owner_default(ini: &mut Ini, section: &str, key: &str) -> Result<Option<Option<Arc<str>>>> {
     let Some(raw) = ini.take(section, key) else {
         return Ok(None);
     };
     match codec::value_json(section, key, &raw)? {
-        Json::Str(s) => Ok(Some(Some(s))),
+        Json::Str(s) => Ok(Some(Some(Arc::from(s)))),
         Json::Bool(false) => Ok(Some(None)),
         other => Err(Error::new(
             ErrorKind::Format,
@@ -465,13 +518,14 @@ fn take_owner_default(ini: &mut Ini, section: &str, key: &str) -> Result<Option<
 /// Resolve an entry's owner: its own value, else the default, else an error naming what is missing.
 fn resolve_owner(
     own: Option<Option<String>>,
-    default: Option<&Option<String>>,
+    default: Option<&Option<Arc<str>>>,
+    names: &mut Names,
     section: &str,
     key: &str,
     name: &str,
-) -> Result<Option<String>> {
+) -> Result<Option<Arc<str>>> {
     match (own, default) {
-        (Some(v), _) => Ok(v),
+        (Some(v), _) => Ok(names.opt(v.as_deref())),
         (None, Some(d)) => Ok(d.clone()),
         (None, None) => Err(Error::new(
             ErrorKind::Format,
@@ -480,9 +534,10 @@ fn resolve_owner(
     }
 }
 
+#[derive(Debug)]
 struct Defaults {
-    user: Option<Option<String>>,
-    group: Option<Option<String>>,
+    user: Option<Option<Arc<str>>>,
+    group: Option<Option<Arc<str>>>,
     mode: Option<u32>,
 }
 
@@ -641,32 +696,54 @@ fn load_target(name: &str, raw: &str) -> Result<ManifestTarget> {
     })
 }
 
-fn load_file(name: &str, raw: &str, defaults: &Defaults) -> Result<ManifestFile> {
+fn load_file(
+    name: &str,
+    raw: &str,
+    defaults: &Defaults,
+    names: &mut Names,
+) -> Result<ManifestFile> {
+    load_file_fields(
+        name,
+        Fields::parse(SECTION_FILE, name, raw)?,
+        defaults,
+        names,
+    )
+}
+
+fn load_file_fields(
+    name: &str,
+    mut f: Fields<'_>,
+    defaults: &Defaults,
+    names: &mut Names,
+) -> Result<ManifestFile> {
     let s = SECTION_FILE;
-    let mut f = Fields::parse(s, name, raw)?;
-    let (block_incr_size, block_incr_checksum_size, block_incr_map_size) = match f.opt_u64("bi")? {
-        Some(bi) => (
-            bi.saturating_mul(BLOCK_INCR_SIZE_FACTOR),
-            f.opt_u64("bic")?.unwrap_or(BLOCK_INCR_CHECKSUM_SIZE_MIN),
-            f.opt_u64("bim")?.unwrap_or(0),
-        ),
-        None => (0, BLOCK_INCR_CHECKSUM_SIZE_MIN, 0),
+    let block_incr = match f.opt_u64("bi")? {
+        Some(bi) => {
+            let block = BlockIncr {
+                size: bi.saturating_mul(BLOCK_INCR_SIZE_FACTOR),
+                checksum_size: f.opt_u64("bic")?.unwrap_or(BLOCK_INCR_CHECKSUM_SIZE_MIN),
+                map_size: f.opt_u64("bim")?.unwrap_or(0),
+            };
+            (block.size != 0).then(|| Box::new(block))
+        }
+        None => None,
     };
     let bundle_id = f.opt_u64("bni")?.unwrap_or(0);
     let bundle_offset = f.opt_u64("bno")?.unwrap_or(0);
-    let checksum = f.opt_str("checksum")?;
+    let checksum = f.opt_str("checksum")?.map(Checksum::from);
     let checksum_page = f.opt_bool("checksum-page")?;
-    let checksum_page_error = f.take("checksum-page-error");
+    let checksum_page_error = f.take("checksum-page-error").map(Box::new);
     let group = resolve_owner(
         f.opt_owner(KEY_GROUP)?,
         defaults.group.as_ref(),
+        names,
         s,
         KEY_GROUP,
         name,
     )?;
     let mode = take_mode(&mut f, s, name, defaults.mode)?;
-    let checksum_repo = f.opt_str("rck")?;
-    let reference = f.opt_str("reference")?;
+    let checksum_repo = f.opt_str("rck")?.map(Checksum::from);
+    let reference = names.opt(f.opt_str("reference")?.as_deref());
     let size_repo = f.opt_u64("repo-size")?;
     let size = f
         .opt_u64("size")?
@@ -680,6 +757,7 @@ fn load_file(name: &str, raw: &str, defaults: &Defaults) -> Result<ManifestFile>
     let user = resolve_owner(
         f.opt_owner(KEY_USER)?,
         defaults.user.as_ref(),
+        names,
         s,
         KEY_USER,
         name,
@@ -689,7 +767,7 @@ fn load_file(name: &str, raw: &str, defaults: &Defaults) -> Result<ManifestFile>
         size_repo: size_repo.unwrap_or(size),
         timestamp,
         checksum: if size == 0 {
-            Some(EMPTY_SHA1.to_string())
+            Some(Checksum::empty())
         } else {
             checksum
         },
@@ -699,32 +777,30 @@ fn load_file(name: &str, raw: &str, defaults: &Defaults) -> Result<ManifestFile>
         reference,
         bundle_id,
         bundle_offset,
-        block_incr_size,
-        block_incr_checksum_size,
-        block_incr_map_size,
+        block_incr,
         mode,
         user,
         group,
-        extra: f.rest(),
+        extra: {
+            let rest = f.rest();
+            (!rest.is_empty()).then(|| Box::new(rest))
+        },
     })
 }
 
 impl ManifestFile {
-    fn to_json(&self, user: Option<&String>, group: Option<&String>, mode: u32) -> Json {
-        let mut map = self.extra.clone();
+    fn to_json(&self, user: Option<&str>, group: Option<&str>, mode: u32) -> Json {
+        let mut map = self.extra.as_deref().cloned().unwrap_or_default();
         let mut put = |k: &str, v: Json| {
             map.insert(k.to_string(), v);
         };
-        if self.block_incr_size != 0 {
-            put(
-                "bi",
-                Json::UInt(self.block_incr_size / BLOCK_INCR_SIZE_FACTOR),
-            );
-            if self.block_incr_checksum_size != BLOCK_INCR_CHECKSUM_SIZE_MIN {
-                put("bic", Json::UInt(self.block_incr_checksum_size));
+        if let Some(block) = &self.block_incr {
+            put("bi", Json::UInt(block.size / BLOCK_INCR_SIZE_FACTOR));
+            if block.checksum_size != BLOCK_INCR_CHECKSUM_SIZE_MIN {
+                put("bic", Json::UInt(block.checksum_size));
             }
-            if self.block_incr_map_size != 0 {
-                put("bim", Json::UInt(self.block_incr_map_size));
+            if block.map_size != 0 {
+                put("bim", Json::UInt(block.map_size));
             }
         }
         if self.bundle_id != 0 {
@@ -736,33 +812,33 @@ impl ManifestFile {
         if self.size != 0
             && let Some(c) = &self.checksum
         {
-            put("checksum", Json::str(c.as_str()));
+            put("checksum", Json::str(c.to_string()));
         }
         if let Some(ok) = self.checksum_page {
             put("checksum-page", Json::Bool(ok));
         }
         if let Some(list) = &self.checksum_page_error {
-            put("checksum-page-error", list.clone());
+            put("checksum-page-error", Json::clone(list));
         }
-        if self.group.as_ref() != group {
-            put(KEY_GROUP, owner_json(self.group.as_ref()));
+        if self.group.as_deref() != group {
+            put(KEY_GROUP, owner_json(self.group.as_deref()));
         }
         if self.mode != mode {
             put(KEY_MODE, Json::Str(mode_string(self.mode)));
         }
         if let Some(c) = &self.checksum_repo {
-            put("rck", Json::str(c.as_str()));
+            put("rck", Json::str(c.to_string()));
         }
         if let Some(r) = &self.reference {
-            put("reference", Json::str(r.as_str()));
+            put("reference", Json::str(&**r));
         }
         if self.size_repo != self.size {
             put("repo-size", Json::UInt(self.size_repo));
         }
         put("size", Json::UInt(self.size));
         put("timestamp", Json::int(self.timestamp));
-        if self.user.as_ref() != user {
-            put(KEY_USER, owner_json(self.user.as_ref()));
+        if self.user.as_deref() != user {
+            put(KEY_USER, owner_json(self.user.as_deref()));
         }
         Json::Object(map)
     }
@@ -771,14 +847,8 @@ impl ManifestFile {
 impl ManifestFile {
     /// Append the JSON of [`ManifestFile::to_json`] to `out` without building it: keys in byte order, written
     /// directly. Files with kept unknown keys go through `to_json` (the keys must be merged in order).
-    fn write_json(
-        &self,
-        out: &mut String,
-        user: Option<&String>,
-        group: Option<&String>,
-        mode: u32,
-    ) {
-        if !self.extra.is_empty() {
+    fn write_json(&self, out: &mut String, user: Option<&str>, group: Option<&str>, mode: u32) {
+        if self.extra.as_ref().is_some_and(|e| !e.is_empty()) {
             self.to_json(user, group, mode).write(out);
             return;
         }
@@ -792,16 +862,16 @@ impl ManifestFile {
         let uint = |out: &mut String, v: u64| {
             let _ = write!(out, "{v}");
         };
-        if self.block_incr_size != 0 {
+        if let Some(block) = &self.block_incr {
             key(out, "bi");
-            uint(out, self.block_incr_size / BLOCK_INCR_SIZE_FACTOR);
-            if self.block_incr_checksum_size != BLOCK_INCR_CHECKSUM_SIZE_MIN {
+            uint(out, block.size / BLOCK_INCR_SIZE_FACTOR);
+            if block.checksum_size != BLOCK_INCR_CHECKSUM_SIZE_MIN {
                 key(out, "bic");
-                uint(out, self.block_incr_checksum_size);
+                uint(out, block.checksum_size);
             }
-            if self.block_incr_map_size != 0 {
+            if block.map_size != 0 {
                 key(out, "bim");
-                uint(out, self.block_incr_map_size);
+                uint(out, block.map_size);
             }
         }
         if self.bundle_id != 0 {
@@ -816,7 +886,7 @@ impl ManifestFile {
             && let Some(c) = &self.checksum
         {
             key(out, "checksum");
-            json::write_string(out, c);
+            c.write_json(out);
         }
         if let Some(ok) = self.checksum_page {
             key(out, "checksum-page");
@@ -826,9 +896,9 @@ impl ManifestFile {
             key(out, "checksum-page-error");
             list.write(out);
         }
-        if self.group.as_ref() != group {
+        if self.group.as_deref() != group {
             key(out, KEY_GROUP);
-            owner_json(self.group.as_ref()).write(out);
+            owner_json(self.group.as_deref()).write(out);
         }
         if self.mode != mode {
             key(out, KEY_MODE);
@@ -836,7 +906,7 @@ impl ManifestFile {
         }
         if let Some(c) = &self.checksum_repo {
             key(out, "rck");
-            json::write_string(out, c);
+            c.write_json(out);
         }
         if let Some(r) = &self.reference {
             key(out, "reference");
@@ -850,9 +920,9 @@ impl ManifestFile {
         uint(out, self.size);
         key(out, "timestamp");
         let _ = write!(out, "{}", self.timestamp);
-        if self.user.as_ref() != user {
+        if self.user.as_deref() != user {
             key(out, KEY_USER);
-            owner_json(self.user.as_ref()).write(out);
+            owner_json(self.user.as_deref()).write(out);
         }
         out.push('}');
     }
@@ -886,7 +956,42 @@ fn put_map<'a>(ini: &mut Ini, section: &str, entries: impl Iterator<Item = (&'a 
 impl InfoFile for Manifest {
     const KIND: &'static str = "backup manifest file";
 
-    fn from_ini(mut ini: Ini) -> Result<Self> {
+    fn from_ini(ini: Ini) -> Result<Self> {
+        Manifest::from_ini_parts(ini).map(|(manifest, _)| manifest)
+    }
+
+    fn to_ini(&self) -> Result<Ini> {
+        self.ini(true)
+    }
+
+    /// Streams `[target:file]` (one entry rendered at a time) instead of building it in an [`Ini`] first; the bytes
+    /// are those of `to_ini()?.render()`.
+    fn write_to(&self, out: &mut dyn std::io::Write) -> Result<()> {
+        let kept_files = self
+            .extra
+            .section(SECTION_FILE)
+            .is_some_and(|s| !s.is_empty());
+        if kept_files {
+            // unknown keys kept in [target:file] are merged and sorted with the files: not worth streaming
+            return self.ini(true)?.render_to(out, &[]);
+        }
+        let (user, group, file_mode, _) = self.save_defaults()?;
+        let produce = |emit: &mut dyn FnMut(&str, &str) -> Result<()>| -> Result<()> {
+            let mut raw = String::new();
+            for (name, file) in &self.files {
+                raw.clear();
+                file.write_json(&mut raw, user.as_deref(), group.as_deref(), file_mode);
+                emit(name, &raw)?;
+            }
+            Ok(())
+        };
+        self.ini(false)?.render_to(out, &[(SECTION_FILE, &produce)])
+    }
+}
+
+impl Manifest {
+    /// [`InfoFile::from_ini`], also returning the `[target:file:default]` values the file entries were resolved with.
+    fn from_ini_parts(mut ini: Ini) -> Result<(Manifest, Defaults)> {
         let backrest_version = std::mem::replace(&mut ini.version, BACKREST_VERSION.to_string());
         let cipher_pass = ini.cipher_pass()?;
         ini.take(codec::SECTION_CIPHER, codec::KEY_CIPHER_PASS);
@@ -929,15 +1034,16 @@ impl InfoFile for Manifest {
         let path_defaults = take_defaults(&mut ini, SECTION_PATH_DEFAULT, true)?;
         let link_defaults = take_defaults(&mut ini, SECTION_LINK_DEFAULT, false)?;
 
+        let mut names = Names::default();
         let mut files = FileMap::default();
         if let Some(section) = ini.take_section(SECTION_FILE) {
             for (name, raw) in section.into_entries() {
-                let file = load_file(&name, &raw, &file_defaults)?;
+                let file = load_file(&name, &raw, &file_defaults, &mut names)?;
                 if !reference_found
                     && let Some(r) = &file.reference
-                    && !backup.reference.contains(r)
+                    && !backup.reference.iter().any(|b| **b == **r)
                 {
-                    backup.reference.push(r.clone());
+                    backup.reference.push(r.to_string());
                 }
                 files.insert(name, file);
             }
@@ -955,6 +1061,7 @@ impl InfoFile for Manifest {
                 let group = resolve_owner(
                     f.opt_owner(KEY_GROUP)?,
                     link_defaults.group.as_ref(),
+                    &mut names,
                     SECTION_LINK,
                     KEY_GROUP,
                     &name,
@@ -962,6 +1069,7 @@ impl InfoFile for Manifest {
                 let user = resolve_owner(
                     f.opt_owner(KEY_USER)?,
                     link_defaults.user.as_ref(),
+                    &mut names,
                     SECTION_LINK,
                     KEY_USER,
                     &name,
@@ -983,6 +1091,7 @@ impl InfoFile for Manifest {
                 let group = resolve_owner(
                     f.opt_owner(KEY_GROUP)?,
                     path_defaults.group.as_ref(),
+                    &mut names,
                     SECTION_PATH,
                     KEY_GROUP,
                     &name,
@@ -991,6 +1100,7 @@ impl InfoFile for Manifest {
                 let user = resolve_owner(
                     f.opt_owner(KEY_USER)?,
                     path_defaults.user.as_ref(),
+                    &mut names,
                     SECTION_PATH,
                     KEY_USER,
                     &name,
@@ -1005,52 +1115,25 @@ impl InfoFile for Manifest {
             }
         }
 
-        Ok(Manifest {
-            backrest_version,
-            backup,
-            db,
-            options,
-            targets,
-            cipher_pass,
-            databases,
-            annotation,
-            files,
-            links,
-            paths,
-            extra: ini,
-        })
+        Ok((
+            Manifest {
+                backrest_version,
+                backup,
+                db,
+                options,
+                targets,
+                cipher_pass,
+                databases,
+                annotation,
+                files,
+                links,
+                paths,
+                extra: ini,
+            },
+            file_defaults,
+        ))
     }
 
-    fn to_ini(&self) -> Result<Ini> {
-        self.ini(true)
-    }
-
-    /// Streams `[target:file]` (one entry rendered at a time) instead of building it in an [`Ini`] first; the bytes
-    /// are those of `to_ini()?.render()`.
-    fn write_to(&self, out: &mut dyn std::io::Write) -> Result<()> {
-        let kept_files = self
-            .extra
-            .section(SECTION_FILE)
-            .is_some_and(|s| !s.is_empty());
-        if kept_files {
-            // unknown keys kept in [target:file] are merged and sorted with the files: not worth streaming
-            return self.ini(true)?.render_to(out, &[]);
-        }
-        let (user, group, file_mode, _) = self.save_defaults()?;
-        let produce = |emit: &mut dyn FnMut(&str, &str) -> Result<()>| -> Result<()> {
-            let mut raw = String::new();
-            for (name, file) in &self.files {
-                raw.clear();
-                file.write_json(&mut raw, user.as_ref(), group.as_ref(), file_mode);
-                emit(name, &raw)?;
-            }
-            Ok(())
-        };
-        self.ini(false)?.render_to(out, &[(SECTION_FILE, &produce)])
-    }
-}
-
-impl Manifest {
     /// The container, `[target:file]` included only when `files` is set.
     fn ini(&self, files: bool) -> Result<Ini> {
         let (user_default, group_default, file_mode_default, path_mode_default) =
@@ -1211,8 +1294,8 @@ impl Manifest {
                     (
                         name,
                         file.to_json(
-                            user_default.as_ref(),
-                            group_default.as_ref(),
+                            user_default.as_deref(),
+                            group_default.as_deref(),
                             file_mode_default,
                         ),
                     )
@@ -1223,9 +1306,9 @@ impl Manifest {
             &mut ini,
             SECTION_FILE_DEFAULT,
             vec![
-                (KEY_GROUP, owner_json(group_default.as_ref())),
+                (KEY_GROUP, owner_json(group_default.as_deref())),
                 (KEY_MODE, Json::Str(mode_string(file_mode_default))),
-                (KEY_USER, owner_json(user_default.as_ref())),
+                (KEY_USER, owner_json(user_default.as_deref())),
             ],
         );
 
@@ -1239,10 +1322,10 @@ impl Manifest {
                     Json::str(link.destination.as_str()),
                 );
                 if link.group != group_default {
-                    map.insert(KEY_GROUP.to_string(), owner_json(link.group.as_ref()));
+                    map.insert(KEY_GROUP.to_string(), owner_json(link.group.as_deref()));
                 }
                 if link.user != user_default {
-                    map.insert(KEY_USER.to_string(), owner_json(link.user.as_ref()));
+                    map.insert(KEY_USER.to_string(), owner_json(link.user.as_deref()));
                 }
                 (name, Json::Object(map))
             }),
@@ -1252,8 +1335,8 @@ impl Manifest {
                 &mut ini,
                 SECTION_LINK_DEFAULT,
                 vec![
-                    (KEY_GROUP, owner_json(group_default.as_ref())),
-                    (KEY_USER, owner_json(user_default.as_ref())),
+                    (KEY_GROUP, owner_json(group_default.as_deref())),
+                    (KEY_USER, owner_json(user_default.as_deref())),
                 ],
             );
         }
@@ -1264,13 +1347,13 @@ impl Manifest {
             self.paths.iter().map(|(name, path)| {
                 let mut map = path.extra.clone();
                 if path.group != group_default {
-                    map.insert(KEY_GROUP.to_string(), owner_json(path.group.as_ref()));
+                    map.insert(KEY_GROUP.to_string(), owner_json(path.group.as_deref()));
                 }
                 if path.mode != path_mode_default {
                     map.insert(KEY_MODE.to_string(), Json::Str(mode_string(path.mode)));
                 }
                 if path.user != user_default {
-                    map.insert(KEY_USER.to_string(), owner_json(path.user.as_ref()));
+                    map.insert(KEY_USER.to_string(), owner_json(path.user.as_deref()));
                 }
                 (name, Json::Object(map))
             }),
@@ -1279,9 +1362,9 @@ impl Manifest {
             &mut ini,
             SECTION_PATH_DEFAULT,
             vec![
-                (KEY_GROUP, owner_json(group_default.as_ref())),
+                (KEY_GROUP, owner_json(group_default.as_deref())),
                 (KEY_MODE, Json::Str(mode_string(path_mode_default))),
-                (KEY_USER, owner_json(user_default.as_ref())),
+                (KEY_USER, owner_json(user_default.as_deref())),
             ],
         );
         Ok(ini)

@@ -19,6 +19,19 @@ const EXCERPTS: [&[u8]; 4] = [
     include_bytes!("../../tests/fixtures/samples/manifest-incr-nocompress-repo7.excerpt"),
 ];
 
+/// Every whole manifest of the fixtures (pgBackRest-made, excerpts re-checksummed), with a name.
+pub(super) fn fixture_manifests() -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![
+        ("repo1-full".to_string(), gunzip(GEN_FULL)),
+        ("repo1-incr".to_string(), gunzip(GEN_INCR)),
+        ("repo2-bundle-incr".to_string(), gunzip(GEN_BUNDLE)),
+    ];
+    for (idx, excerpt) in EXCERPTS.into_iter().enumerate() {
+        out.push((format!("excerpt {idx}"), rechecksum_excerpt(excerpt)));
+    }
+    out
+}
+
 fn gunzip(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(data)
@@ -29,7 +42,7 @@ fn gunzip(data: &[u8]) -> Vec<u8> {
 
 /// An excerpt without its comment lines and with a checksum recomputed over what remains; every remaining line is
 /// verbatim pgBackRest output.
-fn rechecksum_excerpt(data: &[u8]) -> Vec<u8> {
+pub(super) fn rechecksum_excerpt(data: &[u8]) -> Vec<u8> {
     let text = std::str::from_utf8(data).unwrap();
     let mut ini = Ini::new();
     let mut section = String::new();
@@ -64,7 +77,7 @@ fn real_manifests_round_trip_byte_identically() {
         let data = gunzip(gz);
         let manifest = Manifest::from_bytes(&data, "backup.manifest").unwrap();
         assert!(manifest.extra.sections.is_empty(), "{:?}", manifest.extra);
-        assert!(manifest.files.values().all(|f| f.extra.is_empty()));
+        assert!(manifest.files.values().all(|f| f.extra.is_none()));
         let saved = manifest.to_bytes().unwrap();
         assert!(saved == data, "re-saved manifest differs");
     }
@@ -112,7 +125,10 @@ fn real_incr_manifest_values() {
 
     // zero-size files get the empty SHA-1 on load and keep no checksum key on save
     let (name, empty) = m.files.iter().find(|(_, f)| f.size == 0).unwrap();
-    assert_eq!(empty.checksum.as_deref(), Some(EMPTY_SHA1));
+    assert_eq!(
+        empty.checksum.as_ref().map(ToString::to_string).as_deref(),
+        Some(EMPTY_SHA1)
+    );
     let text = String::from_utf8(m.to_bytes().unwrap()).unwrap();
     let line = text
         .lines()
@@ -203,7 +219,10 @@ fn excerpts_load_and_re_save_identically() {
     assert_eq!(unowned.group, None);
     assert_eq!(unowned.size_repo, 1);
     let empty = &none.files["pg_data/empty_file"];
-    assert_eq!(empty.checksum.as_deref(), Some(EMPTY_SHA1));
+    assert_eq!(
+        empty.checksum.as_ref().map(ToString::to_string).as_deref(),
+        Some(EMPTY_SHA1)
+    );
     assert_eq!(empty.user.as_deref(), Some("pgtest"));
     let bundle = Manifest::from_bytes(&rechecksum_excerpt(EXCERPTS[2]), "").unwrap();
     let vm = &bundle.files["pg_data/base/1/1247_vm"];
@@ -269,7 +288,7 @@ fn sample_manifest() -> Manifest {
         process_max: Some(2),
     };
     let mut m = Manifest::new(backup, db, options);
-    let pg = Some("pg".to_string());
+    let pg: Option<std::sync::Arc<str>> = Some("pg".into());
     m.targets.insert(
         "pg_data".to_string(),
         ManifestTarget {
@@ -325,7 +344,7 @@ fn sample_manifest() -> Manifest {
         ManifestPath {
             mode: 0o755,
             user: None,
-            group: Some("root".to_string()),
+            group: Some("root".into()),
             extra: BTreeMap::new(),
         },
     );
@@ -333,42 +352,38 @@ fn sample_manifest() -> Manifest {
         "pg_data/pg_ident.conf".to_string(),
         ManifestLink {
             destination: "/etc/pg/pg_ident.conf".to_string(),
-            user: Some("root".to_string()),
+            user: Some("root".into()),
             group: pg.clone(),
             extra: BTreeMap::new(),
         },
     );
     let mut plain = ManifestFile::new(3, 1_795_575_587, 0o640, pg.clone(), pg.clone());
-    plain.checksum = Some("587b596f04f7db9c2cad3d6b87dd2b3a05de4f35".to_string());
-    plain.checksum_repo = Some("b8b3ecfaf3ed3d6865df5807d66c5fd8cde3289e".to_string());
+    plain.checksum = Some("587b596f04f7db9c2cad3d6b87dd2b3a05de4f35".into());
+    plain.checksum_repo = Some("b8b3ecfaf3ed3d6865df5807d66c5fd8cde3289e".into());
     plain.size_repo = 23;
-    plain.reference = Some("20261125-030019F".to_string());
+    plain.reference = Some("20261125-030019F".into());
     plain.bundle_id = 1;
     m.files.insert("pg_data/PG_VERSION".to_string(), plain);
     let mut broken = ManifestFile::new(73_728, 1_795_575_909, 0o600, None, None);
-    broken.checksum = Some("7e747f7abe29190e68abf044c18a211fa46ede28".to_string());
+    broken.checksum = Some("7e747f7abe29190e68abf044c18a211fa46ede28".into());
     broken.checksum_page = Some(false);
-    broken.checksum_page_error = Some(Json::parse("[[2,3],6]").unwrap());
-    broken.checksum_repo = Some("a1e28b30c5ac6d63e8846bc992d097518e721c88".to_string());
+    broken.checksum_page_error = Some(Box::new(Json::parse("[[2,3],6]").unwrap()));
+    broken.checksum_repo = Some("a1e28b30c5ac6d63e8846bc992d097518e721c88".into());
     broken.size_repo = 9053;
     broken.bundle_id = 2;
     broken.bundle_offset = 4096;
     m.files.insert("pg_data/base/5/16402".to_string(), broken);
     let mut blocks = ManifestFile::new(16_384, 1_795_575_909, 0o640, pg.clone(), pg.clone());
-    blocks.checksum = Some("9890dd22d170e0de4f4d9404aba2557a33b9909b".to_string());
-    blocks.block_incr_size = 16_384;
-    blocks.block_incr_checksum_size = 7;
-    blocks.block_incr_map_size = 60;
+    blocks.checksum = Some("9890dd22d170e0de4f4d9404aba2557a33b9909b".into());
+    blocks.block_incr = Some(Box::new(BlockIncr {
+        size: 16_384,
+        checksum_size: 7,
+        map_size: 60,
+    }));
     m.files.insert("pg_data/base/5/16500".to_string(), blocks);
     m.files.insert(
         "pg_data/odd dir/we=ird \"name\".txt".to_string(),
-        ManifestFile::new(
-            0,
-            1_795_575_909,
-            0o644,
-            pg.clone(),
-            Some("root".to_string()),
-        ),
+        ManifestFile::new(0, 1_795_575_909, 0o644, pg.clone(), Some("root".into())),
     );
     m.annotation = Some([("key".to_string(), "va\"lue/ü".to_string())].into());
     m.cipher_pass = Some("subpass".to_string());
@@ -602,7 +617,10 @@ fn unknown_keys_and_sections_survive() {
     ini.set("future", "k", "\"v\"");
     let bytes = ini.render().unwrap();
     let back = Manifest::from_bytes(&bytes, "").unwrap();
-    assert_eq!(back.files["pg_data/PG_VERSION"].extra["szo"], Json::UInt(4));
+    assert_eq!(
+        back.files["pg_data/PG_VERSION"].extra.as_ref().unwrap()["szo"],
+        Json::UInt(4)
+    );
     assert_eq!(back.to_bytes().unwrap(), bytes);
 }
 
@@ -635,19 +653,24 @@ fn streamed_rendering_equals_the_held_one() {
         .map(|gz| Manifest::from_bytes(&gunzip(gz), "").unwrap())
         .collect();
     let mut m = sample_manifest();
-    let mut odd = ManifestFile::new(16384, -5, 0o755, None, Some("g\"x".to_string()));
-    odd.block_incr_size = 16384;
-    odd.block_incr_checksum_size = 7;
-    odd.block_incr_map_size = 99;
+    let mut odd = ManifestFile::new(16384, -5, 0o755, None, Some("g\"x".into()));
+    odd.block_incr = Some(Box::new(BlockIncr {
+        size: 16384,
+        checksum_size: 7,
+        map_size: 99,
+    }));
     odd.bundle_id = 3;
-    odd.checksum = Some("ab\\c".to_string());
+    odd.checksum = Some("ab\\c".into());
     odd.checksum_page = Some(false);
-    odd.checksum_page_error = Some(Json::Array(vec![Json::UInt(1)]));
-    odd.reference = Some("20260101-000000F".to_string());
+    odd.checksum_page_error = Some(Box::new(Json::Array(vec![Json::UInt(1)])));
+    odd.reference = Some("20260101-000000F".into());
     odd.size_repo = 1;
     m.files.insert("pg_data/odd".to_string(), odd);
     let mut kept = ManifestFile::new(0, 0, 0o600, None, None);
-    kept.extra.insert("szo".to_string(), Json::UInt(4));
+    kept.extra = Some(Box::new(BTreeMap::from([(
+        "szo".to_string(),
+        Json::UInt(4),
+    )])));
     m.files.insert("pg_data/kept".to_string(), kept);
     models.push(m);
     for model in &models {
@@ -657,14 +680,10 @@ fn streamed_rendering_equals_the_held_one() {
         model.write_to(&mut out).unwrap();
         assert!(out == held);
         for (name, file) in &model.files {
-            let (user, group, mode) = (Some("postgres".to_string()), None, 0o640);
+            let (user, group, mode) = (Some("postgres"), None, 0o640);
             let mut direct = String::new();
-            file.write_json(&mut direct, user.as_ref(), group, mode);
-            assert_eq!(
-                direct,
-                file.to_json(user.as_ref(), group, mode).render(),
-                "{name}"
-            );
+            file.write_json(&mut direct, user, group, mode);
+            assert_eq!(direct, file.to_json(user, group, mode).render(), "{name}");
         }
     }
     // a write error ends the render with the writer's error
@@ -677,4 +696,11 @@ fn streamed_rendering_equals_the_held_one() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::FileWrite);
     assert!(err.message().contains("disk full"), "{}", err.message());
+}
+
+#[test]
+fn file_entry_stays_small() {
+    // a large manifest is mostly these: guard against a field that makes every entry bigger
+    let size = std::mem::size_of::<ManifestFile>();
+    assert!(size <= 168, "ManifestFile is {size} bytes");
 }

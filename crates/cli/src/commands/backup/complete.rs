@@ -27,7 +27,7 @@ use pgkeep_pg::{Lsn, datadir};
 use pgkeep_repo::InfoFile;
 use pgkeep_repo::info::{load_info, save_info};
 use pgkeep_repo::manifest::build::validate_final;
-use pgkeep_repo::manifest::{Manifest, ManifestFile, TARGET_PGDATA};
+use pgkeep_repo::manifest::{Checksum, Manifest, ManifestFile, OwnerName, TARGET_PGDATA};
 use pgkeep_repo::{ArchiveInfo, BackupInfo, BackupInfoEntry, layout};
 use pgkeep_storage::{LinkType, ReadOptions, Storage, StorageWrite, WriteOptions, join};
 
@@ -36,7 +36,7 @@ use crate::commands::archive::wait_for_segment;
 use crate::log::Logger;
 
 /// Mode, user and group of files pgkeep creates in the backup: `pg_data`'s, mode & 0644.
-fn created_attributes(manifest: &Manifest) -> Result<(u32, Option<String>, Option<String>)> {
+fn created_attributes(manifest: &Manifest) -> Result<(u32, OwnerName, OwnerName)> {
     let base = manifest.paths.get(TARGET_PGDATA).ok_or_else(|| {
         Error::new(
             ErrorKind::Assert,
@@ -82,10 +82,10 @@ pub fn put_file(
     out.finish()?;
     let (mode, user, group) = created_attributes(manifest)?;
     let mut file = ManifestFile::new(content.len() as u64, timestamp, mode, user, group);
-    file.checksum = Some(results.get(sha)?.to_hex());
+    file.checksum = Some(results.get(sha)?.into());
     file.size_repo = results.get(repo_size)?;
     file.checksum_repo = match repo_sha {
-        Some(key) => Some(results.get(key)?.to_hex()),
+        Some(key) => Some(results.get(key)?.into()),
         None => None,
     };
     manifest.files.insert(manifest_name, file);
@@ -290,7 +290,7 @@ pub fn archive_check_copy(
             group.clone(),
         );
         file.size_repo = results.get(size)?;
-        file.checksum = found.get(25..65).map(str::to_string);
+        file.checksum = found.get(25..65).map(Checksum::from);
         manifest.files.insert(name, file);
     }
     Ok(())

@@ -54,7 +54,7 @@ use pgkeep_repo::info::load_info;
 use pgkeep_repo::layout::{self, BackupType};
 use pgkeep_repo::manifest::build::{self as mbuild, BuildOptions, Note};
 use pgkeep_repo::manifest::{
-    Manifest, ManifestBackup, ManifestBackupDb, ManifestDb, ManifestOptions,
+    LazyManifest, Manifest, ManifestBackup, ManifestBackupDb, ManifestDb, ManifestOptions,
 };
 use pgkeep_repo::{ArchiveInfo, BackupInfo};
 use pgkeep_storage::posix::PosixStorage;
@@ -317,16 +317,17 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     if let Some(warning) = mbuild::validate_build(&mut manifest, opts.delta, copy_start) {
         ctx.log.warn(&warning);
     }
-    // the prior manifest is needed only here: build_incr consumes it
+    // the prior manifest is needed only here, and dropped after
     match prior {
         Some(prior) => {
             let plan = mbuild::build_incr(
                 &mut manifest,
-                prior,
+                &prior,
                 opts.backup_type,
                 started.as_ref().map(|s| s.segment.as_str()),
                 opts.bundle.is_some(),
-            );
+            )?;
+            drop(prior);
             for warning in &plan.warnings {
                 ctx.log.warn(warning);
             }
@@ -615,13 +616,13 @@ fn settle_checksum_page(ctx: &Ctx, opts: &mut Options, control: &ControlInfo) {
 
 /// pgBackRest `backupBuildIncrPrior()`: the prior manifest of a diff/incr, adjusting options that
 /// cannot change inside a backup set; a diff/incr without a prior becomes a full.
-fn prior_manifest(
+fn prior_manifest<'r>(
     ctx: &Ctx,
-    repo: &Repo,
+    repo: &'r Repo,
     stanza: &str,
     backup_info: &BackupInfo,
     opts: &mut Options,
-) -> Result<Option<Manifest>> {
+) -> Result<Option<LazyManifest<'r>>> {
     if opts.backup_type == BackupType::Full {
         return Ok(None);
     }
@@ -643,11 +644,13 @@ fn prior_manifest(
         opts.backup_type = BackupType::Full;
         return Ok(None);
     };
-    let prior: Manifest = load_info(
+    // its file list stays in the repository until build_incr reads it
+    let lazy = LazyManifest::load(
         repo.storage.as_ref(),
         &layout::manifest_path(stanza, &prior_label),
         backup_info.cipher_pass.as_deref(),
     )?;
+    let prior = &lazy.manifest;
     ctx.log.info(&format!(
         "last backup label = {}, version = {}",
         prior.backup.label, prior.backrest_version
@@ -685,7 +688,7 @@ fn prior_manifest(
             opts.checksum_page = Some(before);
         }
     }
-    Ok(Some(prior))
+    Ok(Some(lazy))
 }
 
 /// pgBackRest `backupStart()`.
@@ -938,7 +941,7 @@ fn copy_files(
             }
         }
     }
-    let jobs = process::jobs(manifest, &plan);
+    let jobs = process::jobs(manifest, &plan)?;
     let pg_control = jobs.names().any(complete::is_pg_control);
     if !pg_control && opts.online {
         return Err(Error::new(

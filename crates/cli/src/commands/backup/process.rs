@@ -36,8 +36,8 @@ use pgkeep_pg::datadir::{self, DataDir};
 use pgkeep_pg::page::{PAGE_SIZE, PageErrorRange, collapse_errors};
 use pgkeep_repo::info::json::Json;
 use pgkeep_repo::layout;
-use pgkeep_repo::manifest::Manifest;
 use pgkeep_repo::manifest::build::{pg_relative, unchanged};
+use pgkeep_repo::manifest::{Checksum, Manifest};
 use pgkeep_storage::{
     Features, InfoLevel, LinkType, ReadOptions, Storage, StorageInfo, StorageWrite, WriteOptions,
 };
@@ -108,10 +108,12 @@ pub fn pg_file(pg_path: &str, name: &str) -> String {
 }
 
 /// One file waiting in the [`Queue`]: what its [`JobFile`] is built from when its job runs. Paths
-/// are not held (they are rebuilt from the name), nor checksums the job does not need.
+/// are not held (they are rebuilt from the name), nor checksums the job does not need; the name is
+/// a range of the queue's one string of names (no allocation per file).
 #[derive(Debug)]
 struct Queued {
-    name: String,
+    name_start: u32,
+    name_len: u32,
     size: u64,
     repo_size: u64,
     /// Checksums known before the copy (delta, resume); boxed because they are rare.
@@ -129,16 +131,16 @@ struct Queued {
 /// Checksums of a queued file known before the copy.
 #[derive(Debug)]
 struct Known {
-    checksum: Option<String>,
-    repo_checksum: Option<String>,
+    checksum: Option<Checksum>,
+    repo_checksum: Option<Checksum>,
 }
 
 /// One job of the [`Queue`]: `len` files from `start` in the queue's file list.
 #[derive(Debug, Clone, Copy)]
 struct Span {
-    bundle_id: u64,
-    start: usize,
-    len: usize,
+    bundle_id: u32,
+    start: u32,
+    len: u32,
 }
 
 /// The jobs of a backup, in the order they run. Held compactly for the whole copy (one name and a
@@ -146,7 +148,10 @@ struct Span {
 /// dropped once its results are folded into the manifest.
 #[derive(Debug)]
 pub struct Queue {
+    /// In job order: the files of job `i` are `jobs[i].start..+len`.
     files: Vec<Queued>,
+    /// Every queued name, one after the other.
+    names: String,
     jobs: Vec<Span>,
     stanza: String,
     label: String,
@@ -170,12 +175,19 @@ impl Queue {
 
     /// Manifest names of the files to copy, in job order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.files.iter().map(|f| f.name.as_str())
+        self.files.iter().map(|f| self.name(f))
+    }
+
+    fn name(&self, file: &Queued) -> &str {
+        let start = file.name_start as usize;
+        self.names
+            .get(start..start + file.name_len as usize)
+            .unwrap_or_default()
     }
 
     fn files_of(&self, span: Span) -> &[Queued] {
         self.files
-            .get(span.start..span.start + span.len)
+            .get(span.start as usize..(span.start + span.len) as usize)
             .unwrap_or_default()
     }
 
@@ -184,7 +196,7 @@ impl Queue {
             (Some(standby), true) => standby,
             _ => &self.pg_path,
         };
-        pg_file(pg_path, &file.name)
+        pg_file(pg_path, self.name(file))
     }
 
     /// The job `idx`, ready to run.
@@ -196,11 +208,14 @@ impl Queue {
             .iter()
             .map(|q| {
                 let (checksum, repo_checksum) = match q.known.as_deref() {
-                    Some(k) => (k.checksum.clone(), k.repo_checksum.clone()),
+                    Some(k) => (
+                        k.checksum.as_ref().map(ToString::to_string),
+                        k.repo_checksum.as_ref().map(ToString::to_string),
+                    ),
                     None => (None, None),
                 };
                 JobFile {
-                    name: q.name.clone(),
+                    name: self.name(q).to_string(),
                     pg_file: self.pg_file_of(q),
                     size: q.size,
                     copy_exact_size: q.copy_exact_size,
@@ -216,21 +231,21 @@ impl Queue {
             })
             .collect();
         let repo_file = if span.bundle_id != 0 {
-            layout::bundle_path(&self.stanza, &self.label, span.bundle_id)
+            layout::bundle_path(&self.stanza, &self.label, u64::from(span.bundle_id))
         } else {
             let name = files.first().map_or("", |f| f.name.as_str());
             layout::backup_file_path(&self.stanza, &self.label, name, self.ext)
         };
         Some(Job {
             repo_file,
-            bundle_id: span.bundle_id,
+            bundle_id: u64::from(span.bundle_id),
             files,
         })
     }
 }
 
-/// Files to copy, in queue order.
-fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Queued> {
+/// Files to copy, in queue order, and the string their names are ranges of.
+fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Result<(Vec<Queued>, String)> {
     let mut files: Vec<(&String, &pgkeep_repo::manifest::ManifestFile)> = manifest
         .files
         .iter()
@@ -242,7 +257,8 @@ fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Queued> {
         .collect();
     let bundle_limit = plan.bundle.map(|b| b.limit);
     // descending: larger first; among bundled sizes older first; then name descending
-    files.sort_by(|(an, a), (bn, b)| {
+    // a total order (names are unique): the unstable sort needs no buffer
+    files.sort_unstable_by(|(an, a), (bn, b)| {
         let small = bundle_limit.is_some_and(|l| a.size <= l && b.size <= l);
         let by_size = if small {
             std::cmp::Ordering::Equal
@@ -256,7 +272,18 @@ fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Queued> {
         };
         by_size.then(by_time).then_with(|| bn.cmp(an))
     });
-    files
+    let names_len: usize = files.iter().map(|(name, _)| name.len()).sum();
+    if u32::try_from(names_len).is_err() || u32::try_from(files.len()).is_err() {
+        return Err(Error::new(
+            ErrorKind::Assert,
+            format!(
+                "unable to queue {} files ({names_len} bytes of names): too many for one backup",
+                files.len()
+            ),
+        ));
+    }
+    let mut names = String::with_capacity(names_len);
+    let queued = files
         .into_iter()
         .map(|(name, file)| {
             let rel = pg_relative(name);
@@ -271,8 +298,12 @@ fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Queued> {
                         repo_checksum,
                     })
                 });
+            // in range: checked above
+            let name_start = names.len() as u32;
+            names.push_str(name);
             Queued {
-                name: name.clone(),
+                name_start,
+                name_len: name.len() as u32,
                 size: file.size,
                 repo_size: file.size_repo,
                 known,
@@ -290,50 +321,82 @@ fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Vec<Queued> {
                     .is_some_and(|standby| standby_file(name, standby.xact_path)),
             }
         })
-        .collect()
+        .collect();
+    Ok((queued, names))
 }
 
-/// Group the queue into jobs: single files, or bundles of small files.
-#[must_use]
-pub fn jobs(manifest: &Manifest, plan: &Plan<'_>) -> Queue {
-    let mut queue: Vec<Option<Queued>> = queue(manifest, plan).into_iter().map(Some).collect();
-    let mut files = Vec::with_capacity(queue.len());
-    let mut jobs = Vec::new();
-    let mut bundle_id = 1u64;
+/// Record that the file at `idx` goes to position `*placed`, the next one.
+fn place(dest: &mut [u32], idx: usize, placed: &mut u32) {
+    if let Some(slot) = dest.get_mut(idx) {
+        *slot = *placed;
+    }
+    *placed += 1;
+}
+
+/// Move every file to its position in `dest` (`dest[i]` = where the file now at `i` goes; a
+/// permutation), in place.
+fn permute(files: &mut [Queued], mut dest: Vec<u32>) {
+    for i in 0..files.len() {
+        while let Some(&j) = dest.get(i) {
+            let j = j as usize;
+            if j == i || j >= files.len() {
+                break;
+            }
+            files.swap(i, j);
+            dest.swap(i, j);
+        }
+    }
+}
+
+/// Group the queue into jobs: single files, or bundles of small files. The files are put in job
+/// order in place (a flag and an index per file meanwhile, never a second queue).
+///
+/// # Errors
+/// `Assert` when the files or their names are too many to index with 32 bits.
+pub fn jobs(manifest: &Manifest, plan: &Plan<'_>) -> Result<Queue> {
+    let (mut files, names) = queue(manifest, plan)?;
+    let count = files.len();
+    let mut taken = vec![false; count];
+    // dest[i] = position in job order of the file now at i (count fits in u32: checked by queue)
+    let mut dest = vec![0u32; count];
+    let mut placed = 0u32;
+    let mut jobs = Vec::with_capacity(if plan.bundle.is_some() { 0 } else { count });
+    let mut bundle_id = 1u32;
     let mut start = 0usize;
     loop {
-        while queue.get(start).is_some_and(Option::is_none) {
+        while taken.get(start).copied() == Some(true) {
             start += 1;
         }
-        let Some(Some(first)) = queue.get_mut(start).map(Option::take) else {
+        let (Some(first), Some(flag)) = (files.get(start), taken.get_mut(start)) else {
             break;
         };
-        let span_start = files.len();
+        *flag = true;
+        let span_start = placed;
+        place(&mut dest, start, &mut placed);
         match plan.bundle {
             Some(b) if first.size <= b.limit => {
                 let mut total = first.size;
-                files.push(first);
                 let mut idx = start + 1;
-                while total < b.size && idx < queue.len() {
-                    if let Some(slot) = queue.get_mut(idx)
-                        && let Some(file) = slot.as_ref()
+                while total < b.size && idx < count {
+                    if let (Some(file), Some(flag)) = (files.get(idx), taken.get_mut(idx))
+                        && !*flag
                         && file.size <= b.limit
                         && total + file.size < b.size
                     {
                         total += file.size;
-                        files.extend(slot.take());
+                        *flag = true;
+                        place(&mut dest, idx, &mut placed);
                     }
                     idx += 1;
                 }
                 jobs.push(Span {
                     bundle_id,
                     start: span_start,
-                    len: files.len() - span_start,
+                    len: placed - span_start,
                 });
                 bundle_id += 1;
             }
             _ => {
-                files.push(first);
                 jobs.push(Span {
                     bundle_id: 0,
                     start: span_start,
@@ -342,15 +405,18 @@ pub fn jobs(manifest: &Manifest, plan: &Plan<'_>) -> Queue {
             }
         }
     }
-    Queue {
+    drop(taken);
+    permute(&mut files, dest);
+    Ok(Queue {
         files,
+        names,
         jobs,
         stanza: plan.stanza.to_string(),
         label: manifest.backup.label.clone(),
         ext: manifest.options.compress_type.ext(),
         pg_path: plan.pg_path.to_string(),
         standby_path: plan.standby.map(|s| s.pg_path.to_string()),
-    }
+    })
 }
 
 /// Running totals for progress messages.
@@ -549,7 +615,7 @@ fn apply(
                     log.warn(&format!(
                         "resumed backup file {} does not have expected checksum {}. The file will be recopied and backup will continue but this may be an issue unless the resumed backup path in the repository is known to be corrupted.\nNOTE: this does not indicate a problem with the PostgreSQL page checksums.",
                         file.name,
-                        entry.checksum.as_deref().unwrap_or_default()
+                        entry.checksum.as_ref().map(ToString::to_string).unwrap_or_default()
                     ));
                 }
                 log.detail(&format!("backup file {shown} ({progress_text}){checksum}"));
@@ -560,13 +626,13 @@ fn apply(
                     }
                     entry.checksum_page = Some(page.valid);
                     if !page.valid && page.align {
-                        entry.checksum_page_error = Some(page_error_json(&page.errors));
+                        entry.checksum_page_error = Some(Box::new(page_error_json(&page.errors)));
                     }
                 }
                 entry.size = result.size;
                 entry.size_repo = result.repo_size;
-                entry.checksum = result.checksum;
-                entry.checksum_repo = result.repo_checksum;
+                entry.checksum = result.checksum.map(Checksum::from);
+                entry.checksum_repo = result.repo_checksum.map(Checksum::from);
                 entry.reference = None;
                 entry.bundle_id = job.bundle_id;
                 entry.bundle_offset = result.bundle_offset;
@@ -873,7 +939,7 @@ mod tests {
             }),
             ..plan_for(&dd, None, &empty)
         };
-        let mut read: Vec<(String, String)> = all(&jobs(&m, &plan))
+        let mut read: Vec<(String, String)> = all(&jobs(&m, &plan).unwrap())
             .into_iter()
             .flat_map(|j| j.files)
             .map(|f| (f.name, f.pg_file))
@@ -911,7 +977,7 @@ mod tests {
             ("pg_data/global/pg_control", 8192, 1),
         ]);
         let plan = plan_for(&dd, None, &empty);
-        let order: Vec<String> = all(&jobs(&m, &plan))
+        let order: Vec<String> = all(&jobs(&m, &plan).unwrap())
             .into_iter()
             .map(|j| j.files[0].name.clone())
             .collect();
@@ -936,7 +1002,8 @@ mod tests {
                 }),
                 &empty,
             ),
-        ));
+        )
+        .unwrap());
         let shape: Vec<(u64, Vec<&str>)> = bundled
             .iter()
             .map(|j| {
@@ -981,12 +1048,12 @@ mod tests {
         // a and b are taken from the prior backup; c is new
         for name in ["pg_data/a", "pg_data/b"] {
             let f = m.files.get_mut(name).unwrap();
-            f.reference = Some("20250101-000000F".to_string());
-            f.checksum = Some(name.replace("pg_data/", "").repeat(40));
+            f.reference = Some("20250101-000000F".into());
+            f.checksum = Some(name.replace("pg_data/", "").repeat(40).into());
         }
-        m.files.get_mut("pg_data/c").unwrap().checksum_repo = Some("r".repeat(40));
+        m.files.get_mut("pg_data/c").unwrap().checksum_repo = Some("r".repeat(40).into());
         // without delta the referenced files need no copy at all
-        let plain = all(&jobs(&m, &plan_for(&dd, None, &empty)));
+        let plain = all(&jobs(&m, &plan_for(&dd, None, &empty)).unwrap());
         let names: Vec<&str> = plain.iter().map(|j| j.files[0].name.as_str()).collect();
         assert_eq!(names, ["pg_data/c"]);
         assert_eq!(plain[0].files[0].checksum, None);
@@ -1003,7 +1070,7 @@ mod tests {
             resumed: &resumed,
             ..plan_for(&dd, None, &empty)
         };
-        let delta = all(&jobs(&m, &plan));
+        let delta = all(&jobs(&m, &plan).unwrap());
         let got: Vec<(&str, bool, Option<&str>, Option<&str>)> = delta
             .iter()
             .map(|j| {
@@ -1046,7 +1113,7 @@ mod tests {
             pg_path: &pg_path,
             ..plan_for(&dd, None, &empty)
         };
-        let jobs = jobs(&m, &plan);
+        let jobs = jobs(&m, &plan).unwrap();
         let repo =
             pgkeep_storage::posix::PosixStorage::new(dir.path().join("repo").to_str().unwrap());
         let settings = JobSettings {

@@ -208,8 +208,8 @@ impl Clean<'_> {
                 })?;
                 self.fix_owner(
                     &target.path,
-                    path_entry.user.as_ref(),
-                    path_entry.group.as_ref(),
+                    path_entry.user.as_deref(),
+                    path_entry.group.as_deref(),
                     (info.uid, info.gid),
                     false,
                 )?;
@@ -222,7 +222,7 @@ impl Clean<'_> {
                     self.manifest.paths.get(&target.name)
                 };
                 let (mode, user, group) = entry
-                    .map(|p| (p.mode, p.user.as_ref(), p.group.as_ref()))
+                    .map(|p| (p.mode, p.user.as_deref(), p.group.as_deref()))
                     .unwrap_or((0o700, None, None));
                 self.log.detail(&format!("create path '{}'", target.path));
                 storage.path_create(&target.path, Some(mode))?;
@@ -241,7 +241,7 @@ impl Clean<'_> {
                     self.log
                         .detail(&format!("create symlink '{pg}' to '{}'", link.destination));
                     storage.link_create(&link.destination, &pg, LinkType::Soft)?;
-                    self.set_owner_new(&pg, link.user.as_ref(), link.group.as_ref())?;
+                    self.set_owner_new(&pg, link.user.as_deref(), link.group.as_deref())?;
                 }
             } else if storage.info(&pg, InfoLevel::Exists, false)?.is_none() {
                 self.log.detail(&format!("create path '{pg}'"));
@@ -250,7 +250,7 @@ impl Clean<'_> {
                     .map_err(|e| sys(ErrorKind::PathCreate, "unable to create path", &pg, &e))?;
                 std::fs::set_permissions(&pg, std::fs::Permissions::from_mode(path.mode))
                     .map_err(|e| sys(ErrorKind::FileMode, "unable to set mode for", &pg, &e))?;
-                self.set_owner_new(&pg, path.user.as_ref(), path.group.as_ref())?;
+                self.set_owner_new(&pg, path.user.as_deref(), path.group.as_deref())?;
             }
         }
 
@@ -261,7 +261,7 @@ impl Clean<'_> {
                 self.log
                     .detail(&format!("create symlink '{pg}' to '{}'", link.destination));
                 storage.link_create(&link.destination, &pg, LinkType::Soft)?;
-                self.set_owner_new(&pg, link.user.as_ref(), link.group.as_ref())?;
+                self.set_owner_new(&pg, link.user.as_deref(), link.group.as_deref())?;
             }
         }
         Ok(())
@@ -289,8 +289,8 @@ impl Clean<'_> {
                     Some(file) if link.is_none() => {
                         self.fix_owner(
                             &pg,
-                            file.user.as_ref(),
-                            file.group.as_ref(),
+                            file.user.as_deref(),
+                            file.group.as_deref(),
                             (entry.uid, entry.gid),
                             false,
                         )?;
@@ -307,8 +307,8 @@ impl Clean<'_> {
                     {
                         self.fix_owner(
                             &pg,
-                            link.user.as_ref(),
-                            link.group.as_ref(),
+                            link.user.as_deref(),
+                            link.group.as_deref(),
                             (entry.uid, entry.gid),
                             false,
                         )?;
@@ -327,8 +327,8 @@ impl Clean<'_> {
                     Some(path) if link.is_none() => {
                         self.fix_owner(
                             &pg,
-                            path.user.as_ref(),
-                            path.group.as_ref(),
+                            path.user.as_deref(),
+                            path.group.as_deref(),
                             (entry.uid, entry.gid),
                             false,
                         )?;
@@ -353,8 +353,8 @@ impl Clean<'_> {
     fn fix_owner(
         &self,
         path: &str,
-        user: Option<&String>,
-        group: Option<&String>,
+        user: Option<&str>,
+        group: Option<&str>,
         actual: (u32, u32),
         new: bool,
     ) -> Result<()> {
@@ -376,12 +376,7 @@ impl Clean<'_> {
     }
 
     /// Owner of something just created (by the running user).
-    fn set_owner_new(
-        &self,
-        path: &str,
-        user: Option<&String>,
-        group: Option<&String>,
-    ) -> Result<()> {
+    fn set_owner_new(&self, path: &str, user: Option<&str>, group: Option<&str>) -> Result<()> {
         self.fix_owner(path, user, group, self.owners.current(), true)
     }
 

@@ -314,7 +314,7 @@ fn validate_manifest(manifest: &Manifest, label: &str, info: &BackupInfo) -> Res
             "this indicates some sort of corruption (at the very least paths have been renamed).",
         ));
     }
-    if manifest.backup.block_incr || manifest.files.values().any(|f| f.block_incr_size != 0) {
+    if manifest.backup.block_incr || manifest.files.values().any(|f| f.block_incr.is_some()) {
         return Err(Error::new(
             ErrorKind::FeatureNotSupported,
             format!(
@@ -631,7 +631,9 @@ impl<'a> Planner<'a> {
                 expected: Expected::of(name, file)?,
                 timestamp: file.timestamp,
                 mode: file.mode,
-                owner: self.owners.for_new(file.user.as_ref(), file.group.as_ref()),
+                owner: self
+                    .owners
+                    .for_new(file.user.as_deref(), file.group.as_deref()),
                 zero: self.zeroed.is_zeroed(name),
                 offset: location.offset,
                 size_repo: location.size,
@@ -936,8 +938,8 @@ fn write_recovery(
                 let owner = root.then(|| {
                     let owners = owner::Owners::new(manifest, None).0;
                     owners.expected(
-                        base.and_then(|p| p.user.as_ref()),
-                        base.and_then(|p| p.group.as_ref()),
+                        base.and_then(|p| p.user.as_deref()),
+                        base.and_then(|p| p.group.as_deref()),
                     )
                 });
                 write_small(

@@ -56,15 +56,25 @@ impl Owners {
         uid: u32,
         gid: u32,
     ) -> (Owners, Vec<String>) {
-        let mut users: Vec<&String> = Vec::new();
-        let mut groups: Vec<&String> = Vec::new();
+        let mut users: Vec<&str> = Vec::new();
+        let mut groups: Vec<&str> = Vec::new();
         let (mut user_null, mut group_null) = (false, false);
         let owners = manifest
             .files
             .values()
-            .map(|f| (&f.user, &f.group))
-            .chain(manifest.links.values().map(|l| (&l.user, &l.group)))
-            .chain(manifest.paths.values().map(|p| (&p.user, &p.group)));
+            .map(|f| (f.user.as_deref(), f.group.as_deref()))
+            .chain(
+                manifest
+                    .links
+                    .values()
+                    .map(|l| (l.user.as_deref(), l.group.as_deref())),
+            )
+            .chain(
+                manifest
+                    .paths
+                    .values()
+                    .map(|p| (p.user.as_deref(), p.group.as_deref())),
+            );
         for (user, group) in owners {
             match user {
                 Some(u) if !users.contains(&u) => users.push(u),
@@ -86,14 +96,14 @@ impl Owners {
                 .iter()
                 .map(|u| {
                     let id = User::from_name(u).ok().flatten().map(|u| u.uid.as_raw());
-                    ((*u).clone(), id)
+                    ((*u).to_string(), id)
                 })
                 .collect(),
             groups: groups
                 .iter()
                 .map(|g| {
                     let id = Group::from_name(g).ok().flatten().map(|g| g.gid.as_raw());
-                    ((*g).clone(), id)
+                    ((*g).to_string(), id)
                 })
                 .collect(),
             replace_user: None,
@@ -126,7 +136,7 @@ impl Owners {
                 warnings.push("unknown user in backup manifest mapped to current user".to_string());
             }
             for user in users {
-                if me.as_ref() != Some(user) {
+                if me.as_deref() != Some(user) {
                     warnings.push(format!(
                         "unknown user '{user}' in backup manifest mapped to current user"
                     ));
@@ -137,7 +147,7 @@ impl Owners {
                     .push("unknown group in backup manifest mapped to current group".to_string());
             }
             for group in groups {
-                if my_group.as_ref() != Some(group) {
+                if my_group.as_deref() != Some(group) {
                     warnings.push(format!(
                         "unknown group '{group}' in backup manifest mapped to current group"
                     ));
@@ -161,12 +171,12 @@ impl Owners {
 
     /// The ids an entry with these manifest owners must have.
     #[must_use]
-    pub fn expected(&self, user: Option<&String>, group: Option<&String>) -> (u32, u32) {
+    pub fn expected(&self, user: Option<&str>, group: Option<&str>) -> (u32, u32) {
         if !self.root {
             return (self.uid, self.gid);
         }
-        let user = user.or(self.replace_user.as_ref());
-        let group = group.or(self.replace_group.as_ref());
+        let user = user.or(self.replace_user.as_deref());
+        let group = group.or(self.replace_group.as_deref());
         let uid = user
             .and_then(|u| self.users.get(u).copied().flatten())
             .unwrap_or(self.uid);
@@ -178,7 +188,7 @@ impl Owners {
 
     /// The owner to give a newly written file: `None` (keep the creator's) unless root.
     #[must_use]
-    pub fn for_new(&self, user: Option<&String>, group: Option<&String>) -> Option<(u32, u32)> {
+    pub fn for_new(&self, user: Option<&str>, group: Option<&str>) -> Option<(u32, u32)> {
         self.root.then(|| self.expected(user, group))
     }
 }
@@ -199,8 +209,8 @@ mod tests {
         let m = manifest("\"nobody-here-xyz\"");
         let (owners, warnings) = Owners::with_identity(&m, None, 4242, 4243);
         assert!(!owners.is_root());
-        assert_eq!(owners.expected(Some(&"root".into()), None), (4242, 4243));
-        assert_eq!(owners.for_new(Some(&"root".into()), None), None);
+        assert_eq!(owners.expected(Some("root"), None), (4242, 4243));
+        assert_eq!(owners.for_new(Some("root"), None), None);
         assert!(warnings.contains(
             &"unknown user 'root' in backup manifest mapped to current user".to_string()
         ));
@@ -221,15 +231,9 @@ mod tests {
     fn root_uses_manifest_names_and_replaces_unnamed_owners() {
         let (owners, warnings) = Owners::with_identity(&manifest("\"root\""), None, 0, 0);
         assert!(warnings.is_empty());
-        assert_eq!(
-            owners.for_new(Some(&"root".into()), Some(&"root".into())),
-            Some((0, 0))
-        );
+        assert_eq!(owners.for_new(Some("root"), Some("root")), Some((0, 0)));
         // an unknown name falls back to the running user
-        assert_eq!(
-            owners.expected(Some(&"nobody-here-xyz".into()), None),
-            (0, 0)
-        );
+        assert_eq!(owners.expected(Some("nobody-here-xyz"), None), (0, 0));
         let (owners, warnings) = Owners::with_identity(&manifest("false"), Some((0, 0)), 0, 0);
         assert_eq!(
             warnings,

@@ -659,7 +659,7 @@ impl Verifier<'_> {
                 continue;
             }
             let owner = manifest.file_backup_label(file);
-            let block_incr = file.block_incr_size != 0;
+            let block_incr = file.block_incr.is_some();
             let shown = format!(
                 "{owner}/{name}{}",
                 if block_incr { BLOCK_INCR_EXT } else { ext }
@@ -680,9 +680,13 @@ impl Verifier<'_> {
                 limit: location.size,
                 cipher_pass: format.cipher_pass.clone(),
                 compress: format.compress,
-                checksum: file.checksum.clone().unwrap_or_default(),
+                checksum: file
+                    .checksum
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 size: file.size,
-                repo_checksum: file.checksum_repo.clone(),
+                repo_checksum: file.checksum_repo.as_ref().map(ToString::to_string),
                 repo_size: file.checksum_repo.as_ref().map(|_| file.size_repo),
             };
             plan.files.push(Slot::Job(add_job(check, shown, jobs)));

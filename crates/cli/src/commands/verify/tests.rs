@@ -182,8 +182,8 @@ fn fixture() -> Fixture {
         "pg_data".to_string(),
         ManifestPath {
             mode: 0o700,
-            user: Some("postgres".to_string()),
-            group: Some("postgres".to_string()),
+            user: Some("postgres".into()),
+            group: Some("postgres".into()),
             extra: BTreeMap::new(),
         },
     );
@@ -191,11 +191,11 @@ fn fixture() -> Fixture {
         3,
         1_767_225_600,
         0o600,
-        Some("postgres".to_string()),
-        Some("postgres".to_string()),
+        Some("postgres".into()),
+        Some("postgres".into()),
     );
-    file.checksum = Some(sha1(content).to_hex());
-    file.checksum_repo = Some(sha1(&stored).to_hex());
+    file.checksum = Some(sha1(content).into());
+    file.checksum_repo = Some(sha1(&stored).into());
     file.size_repo = stored.len() as u64;
     manifest
         .files

@@ -189,7 +189,11 @@ fn build_applies_every_exclusion_and_follows_links() {
     assert_eq!(page("pg_data/postgresql.conf"), None);
     // zero-length files know their checksum, others do not yet
     assert_eq!(
-        m.files["pg_data/base/1/5555_init"].checksum.as_deref(),
+        m.files["pg_data/base/1/5555_init"]
+            .checksum
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
         Some(EMPTY_SHA1)
     );
     assert_eq!(m.files["pg_data/base/1/1234"].checksum, None);
@@ -354,8 +358,8 @@ fn file(size: u64, timestamp: i64) -> ManifestFile {
 }
 
 fn stored(mut f: ManifestFile, sum: &str) -> ManifestFile {
-    f.checksum = Some(sum.to_string());
-    f.checksum_repo = Some(format!("r{sum}"));
+    f.checksum = Some(sum.into());
+    f.checksum_repo = Some(format!("r{sum}").into());
     f.size_repo = f.size / 2;
     f
 }
@@ -376,7 +380,7 @@ fn prior_and_current() -> (Manifest, Manifest) {
         .insert("pg_data/grown".into(), stored(file(10, 100), "c"));
     prior.files.insert("pg_data/empty".into(), file(0, 100));
     let mut old = stored(file(10, 90), "d");
-    old.reference = Some("20251231-000000F".to_string());
+    old.reference = Some("20251231-000000F".into());
     prior.files.insert("pg_data/old".into(), old);
     let mut current = empty_manifest(true);
     current.files.insert("pg_data/same".into(), file(10, 100));
@@ -404,13 +408,48 @@ fn incr_references_flattened_and_unchanged_skipped() {
     let (prior, mut current) = prior_and_current();
     assert_eq!(validate_build(&mut current, false, 200), None);
     assert_eq!(current.backup.timestamp_copy_start, 201);
+    let mut from_text = current.clone();
     let plan = build_incr(
         &mut current,
-        prior.clone(),
+        &LazyManifest::from(prior.clone()),
         BackupType::Incr,
         Some("000000010000000000000007"),
         false,
+    )
+    .unwrap();
+    // the same prior read back from its stored text gives the same result
+    let mut saved = prior.clone();
+    saved.paths.insert(
+        TARGET_PGDATA.to_string(),
+        ManifestPath {
+            mode: 0o700,
+            user: None,
+            group: None,
+            extra: BTreeMap::new(),
+        },
     );
+    saved.targets.insert(
+        TARGET_PGDATA.to_string(),
+        ManifestTarget {
+            target_type: TargetType::Path,
+            path: "/pg".to_string(),
+            file: None,
+            tablespace_id: None,
+            tablespace_name: None,
+            extra: BTreeMap::new(),
+        },
+    );
+    let stored = LazyManifest::from_plain(saved.to_bytes().unwrap(), "").unwrap();
+    let plan_text = build_incr(
+        &mut from_text,
+        &stored,
+        BackupType::Incr,
+        Some("000000010000000000000007"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(plan_text, plan);
+    assert_eq!(from_text, current);
     assert!(!plan.delta);
     assert!(plan.warnings.is_empty());
     let unchanged = unchanged_names(&current, &plan);
@@ -420,7 +459,14 @@ fn incr_references_flattened_and_unchanged_skipped() {
         f["pg_data/same"].reference.as_deref(),
         Some("20260101-000000F")
     );
-    assert_eq!(f["pg_data/same"].checksum.as_deref(), Some("a"));
+    assert_eq!(
+        f["pg_data/same"]
+            .checksum
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("a")
+    );
     assert_eq!(f["pg_data/same"].size_repo, 5);
     // a reference of the prior is kept as is (flattened)
     assert_eq!(
@@ -448,11 +494,12 @@ fn delta_is_forced_by_anomalies() {
     validate_build(&mut current, false, 200);
     let plan = build_incr(
         &mut current,
-        prior.clone(),
+        &LazyManifest::from(prior.clone()),
         BackupType::Diff,
         Some("000000020000000000000007"),
         false,
-    );
+    )
+    .unwrap();
     assert!(plan.delta);
     assert!(plan.warnings[0].starts_with("a timeline switch has occurred"));
     // with delta every referenced non-empty file is checked, none skipped but the empty one
@@ -463,14 +510,28 @@ fn delta_is_forced_by_anomalies() {
     let (mut prior, mut current) = prior_and_current();
     prior.options.online = false;
     validate_build(&mut current, false, 200);
-    let plan = build_incr(&mut current, prior.clone(), BackupType::Incr, None, false);
+    let plan = build_incr(
+        &mut current,
+        &LazyManifest::from(prior.clone()),
+        BackupType::Incr,
+        None,
+        false,
+    )
+    .unwrap();
     assert!(plan.warnings[0].starts_with("the online option has changed"));
 
     // a file older than in the prior backup
     let (prior, mut current) = prior_and_current();
     current.files.get_mut("pg_data/same").unwrap().timestamp = 50;
     validate_build(&mut current, false, 200);
-    let plan = build_incr(&mut current, prior.clone(), BackupType::Incr, None, false);
+    let plan = build_incr(
+        &mut current,
+        &LazyManifest::from(prior.clone()),
+        BackupType::Incr,
+        None,
+        false,
+    )
+    .unwrap();
     assert_eq!(
         plan.warnings,
         [
@@ -482,7 +543,14 @@ fn delta_is_forced_by_anomalies() {
     let (prior, mut current) = prior_and_current();
     current.files.get_mut("pg_data/same").unwrap().size = 11;
     validate_build(&mut current, false, 200);
-    let plan = build_incr(&mut current, prior.clone(), BackupType::Incr, None, false);
+    let plan = build_incr(
+        &mut current,
+        &LazyManifest::from(prior.clone()),
+        BackupType::Incr,
+        None,
+        false,
+    )
+    .unwrap();
     assert!(plan.delta);
     assert!(plan.warnings[0].contains("as prior but different size (prior 10, current 11)"));
 
@@ -500,7 +568,14 @@ fn delta_is_forced_by_anomalies() {
 fn bundled_empty_files_are_never_referenced() {
     let (prior, mut current) = prior_and_current();
     validate_build(&mut current, false, 200);
-    let plan = build_incr(&mut current, prior.clone(), BackupType::Incr, None, true);
+    let plan = build_incr(
+        &mut current,
+        &LazyManifest::from(prior.clone()),
+        BackupType::Incr,
+        None,
+        true,
+    )
+    .unwrap();
     assert!(!unchanged_names(&current, &plan).contains(&"pg_data/empty"));
     assert_eq!(current.files["pg_data/empty"].reference, None);
 }
