@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use pgkeep_testkit::{PgCluster, PgClusterOptions, TempDir, run_as_owner};
 
@@ -150,4 +151,40 @@ pub fn read_tree(path: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// A query's one-value result; the test fails with the server log tail when it fails.
+pub fn sql(cluster: &PgCluster, query: &str) -> String {
+    cluster
+        .psql(query)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tail(30)))
+}
+
+/// Keys of table `t`, in order, comma separated.
+pub fn keys(cluster: &PgCluster) -> String {
+    sql(
+        cluster,
+        "select coalesce(string_agg(i::text, ',' order by i), '') from t",
+    )
+}
+
+/// Switch WAL and wait until the closed segment is archived.
+pub fn archive_now(cluster: &PgCluster) {
+    let segment = sql(cluster, "select pg_walfile_name(pg_switch_wal())");
+    let begin = Instant::now();
+    loop {
+        let last = sql(
+            cluster,
+            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
+        );
+        if last >= segment {
+            return;
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(60),
+            "{segment} not archived\n{}",
+            cluster.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use pgkeep_testkit::{PgCluster, give_to_pg_user};
 
-use crate::common::{PGKEEP, Site};
+use crate::common::{PGKEEP, Site, archive_now, keys, sql};
 
 const PGBACKREST: &str = "pgbackrest";
 
@@ -36,47 +36,12 @@ fn site_with(tool: &str, extra: &str) -> Site {
     site
 }
 
-fn sql(cluster: &PgCluster, query: &str) -> String {
-    cluster
-        .psql(query)
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tail(30)))
-}
-
 /// Table `t` as one line, in key order.
 fn content(cluster: &PgCluster) -> String {
     sql(
         cluster,
         "select coalesce(string_agg(i || ':' || s, ',' order by i), '') from t",
     )
-}
-
-/// Keys of table `t`.
-fn keys(cluster: &PgCluster) -> String {
-    sql(
-        cluster,
-        "select coalesce(string_agg(i::text, ',' order by i), '') from t",
-    )
-}
-
-/// Switch WAL and wait until the closed segment is archived.
-fn archive_now(cluster: &PgCluster) {
-    let segment = sql(cluster, "select pg_walfile_name(pg_switch_wal())");
-    let begin = Instant::now();
-    loop {
-        let last = sql(
-            cluster,
-            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
-        );
-        if last >= segment {
-            return;
-        }
-        assert!(
-            begin.elapsed() < Duration::from_secs(60),
-            "{segment} not archived\n{}",
-            cluster.log_tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn new_dir(site: &Site, name: &str) -> PathBuf {
