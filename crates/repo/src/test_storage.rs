@@ -93,6 +93,14 @@ impl Write for MemWrite {
 }
 
 impl StorageWrite for MemWrite {
+    fn finish_as(mut self: Box<Self>, name: &str) -> Result<()> {
+        self.path = match self.path.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{name}"),
+            None => name.to_string(),
+        };
+        self.finish()
+    }
+
     fn finish(self: Box<Self>) -> Result<()> {
         if self.fail {
             return Err(Error::new(

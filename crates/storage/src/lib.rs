@@ -156,6 +156,15 @@ pub trait StorageWrite: Write + Send {
     /// # Errors
     /// Any I/O failure, naming the path; the final name is then untouched.
     fn finish(self: Box<Self>) -> Result<()>;
+
+    /// Commit an atomic write under `name`, a file name in the directory of the path it was
+    /// opened with, instead of that path: for files whose name depends on their content (a WAL
+    /// segment's SHA-1). The temp file stays this writer's until the rename, so a concurrent
+    /// writer of the same path never sees or moves it.
+    ///
+    /// # Errors
+    /// As [`StorageWrite::finish`]; `Assert` for a non-atomic write or a `name` with a `/`.
+    fn finish_as(self: Box<Self>, name: &str) -> Result<()>;
 }
 
 /// A storage driver.

@@ -53,12 +53,25 @@ const WRITE_BUFFER_SIZE: usize = 64 * 1024;
 const COPY_BUFFER_SIZE: usize = 256 * 1024;
 
 /// Storage on a posix file system below `root`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PosixStorage {
     root: String,
     file_mode: u32,
     path_mode: u32,
+    /// The root, opened before the first write (see [`Storage::sync_all`]): Linux's `syncfs`
+    /// reports the file system's write-back errors that happened after the descriptor it is given
+    /// was opened, so a descriptor opened only when syncing would miss those of the writes.
+    watch: std::sync::Arc<std::sync::OnceLock<Option<File>>>,
 }
+
+impl PartialEq for PosixStorage {
+    fn eq(&self, other: &PosixStorage) -> bool {
+        (&self.root, self.file_mode, self.path_mode)
+            == (&other.root, other.file_mode, other.path_mode)
+    }
+}
+
+impl Eq for PosixStorage {}
 
 impl PosixStorage {
     /// Storage rooted at `root` (an absolute path; trailing `/` removed) with default modes.
@@ -71,6 +84,7 @@ impl PosixStorage {
             root,
             file_mode: DEFAULT_FILE_MODE,
             path_mode: DEFAULT_PATH_MODE,
+            watch: std::sync::Arc::default(),
         }
     }
 
@@ -329,6 +343,7 @@ impl Storage for PosixStorage {
     }
 
     fn open_write(&self, path: &str, opts: WriteOptions) -> Result<Box<dyn StorageWrite>> {
+        self.watch.get_or_init(|| File::open(&self.root).ok());
         let full = self.path(path);
         let relative = path.trim_start_matches('/');
         if relative.is_empty() || relative.ends_with('/') {
@@ -389,7 +404,7 @@ impl Storage for PosixStorage {
                 &e,
             )
         })?;
-        nix::unistd::syncfs(&dir).map_err(|e| {
+        let failed = |e: Errno| {
             Error::new(
                 ErrorKind::PathSync,
                 format!(
@@ -398,7 +413,13 @@ impl Storage for PosixStorage {
                     e.desc()
                 ),
             )
-        })
+        };
+        // the descriptor opened before the first write sees write-back errors since then; the
+        // path's own covers a path on another file system (a link below the root)
+        if let Some(Some(watch)) = self.watch.get() {
+            nix::unistd::syncfs(watch).map_err(failed)?;
+        }
+        nix::unistd::syncfs(&dir).map_err(failed)
     }
 
     fn link_create(&self, target: &str, link_path: &str, link_type: LinkType) -> Result<()> {
@@ -775,6 +796,20 @@ impl StorageWrite for PosixWrite {
         // on error, drop of `self` removes the temp (or partial) file
         self.commit()
     }
+
+    fn finish_as(mut self: Box<Self>, name: &str) -> Result<()> {
+        if !self.params.atomic || name.is_empty() || name.contains('/') {
+            return Err(Error::new(
+                ErrorKind::Assert,
+                format!(
+                    "unable to commit '{}' as '{name}': needs an atomic write and a file name",
+                    self.path
+                ),
+            ));
+        }
+        self.path = format!("{}/{name}", parent_of(&self.path));
+        self.commit()
+    }
 }
 
 impl Drop for PosixWrite {
@@ -815,8 +850,11 @@ impl Read for ReadAhead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.advised < self.end && self.advised < self.pos.saturating_add(READ_AHEAD_WINDOW) {
             let from = self.advised.max(self.pos);
-            let len = READ_AHEAD_WINDOW.min(self.end - from);
-            if let (Ok(offset), Ok(length)) = (i64::try_from(from), i64::try_from(len)) {
+            // a file that grew since it was opened can be read past `end`: nothing to advise then
+            let len = READ_AHEAD_WINDOW.min(self.end.saturating_sub(from));
+            if len > 0
+                && let (Ok(offset), Ok(length)) = (i64::try_from(from), i64::try_from(len))
+            {
                 let _ = nix::fcntl::posix_fadvise(
                     &self.file,
                     offset,
@@ -850,14 +888,16 @@ fn open_temp(path_tmp: &str, mode: u32) -> io::Result<(File, Option<File>)> {
     let deadline = std::time::Instant::now() + TEMP_WAIT;
     loop {
         let mut options = OpenOptions::new();
+        // O_NONBLOCK: a FIFO planted at the temp name fails (ENXIO) instead of blocking; it
+        // changes nothing for regular files
         options
             .write(true)
             .create(true)
             .mode(mode)
-            .custom_flags(nix::libc::O_NOFOLLOW);
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
         let file = match options.open(path_tmp) {
             Ok(file) => file,
-            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::ELOOP | nix::libc::ENXIO)) => {
                 remove_if_present(path_tmp)?;
                 continue;
             }
@@ -865,6 +905,24 @@ fn open_temp(path_tmp: &str, mode: u32) -> io::Result<(File, Option<File>)> {
         };
         match file.try_lock() {
             Ok(()) => {}
+            // a file system without flock (NFS without lockd, some FUSE): pgBackRest's way, a
+            // fresh temp file created exclusively, without protection from a concurrent writer
+            Err(fs::TryLockError::Error(e))
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::ENOLCK | nix::libc::EOPNOTSUPP | nix::libc::ENOSYS)
+                ) =>
+            {
+                drop(file);
+                remove_if_present(path_tmp)?;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(path_tmp)?;
+                return Ok((file, None));
+            }
             Err(fs::TryLockError::WouldBlock) => {
                 if std::time::Instant::now() >= deadline {
                     return Err(io::Error::other(format!(
@@ -1791,6 +1849,54 @@ mod tests {
         assert_eq!(get(&storage, "victim").unwrap().unwrap(), b"precious");
         assert_eq!(detail(&storage, "victim").mode, 0o604);
         assert_eq!(names(&storage, ""), ["f", "victim"]);
+    }
+
+    #[test]
+    fn finish_as_commits_under_another_name_in_the_same_directory() {
+        let (_dir, storage) = setup();
+        let mut writer = storage
+            .open_write("arch/seg", WriteOptions::default())
+            .unwrap();
+        writer.write_all(b"segment").unwrap();
+        writer.finish_as("seg-0123.zst").unwrap();
+        assert_eq!(
+            get(&storage, "arch/seg-0123.zst").unwrap().unwrap(),
+            b"segment"
+        );
+        assert_eq!(names(&storage, "arch"), ["seg-0123.zst"]);
+        for name in ["", "x/y"] {
+            let writer = storage
+                .open_write("arch/other", WriteOptions::default())
+                .unwrap();
+            assert_eq!(
+                writer.finish_as(name).unwrap_err().kind(),
+                ErrorKind::Assert
+            );
+        }
+        let writer = storage
+            .open_write(
+                "arch/plain",
+                WriteOptions {
+                    atomic: false,
+                    ..WriteOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(writer.finish_as("x").unwrap_err().kind(), ErrorKind::Assert);
+        assert_eq!(names(&storage, "arch"), ["seg-0123.zst"]);
+    }
+
+    #[test]
+    fn a_fifo_at_the_temp_name_is_removed_not_waited_on() {
+        let (_dir, storage) = setup();
+        nix::unistd::mkfifo(
+            storage.path("f.pgbackrest.tmp").as_str(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        put(&storage, "f", b"new", WriteOptions::default()).unwrap();
+        assert_eq!(get(&storage, "f").unwrap().unwrap(), b"new");
+        assert_eq!(names(&storage, ""), ["f"]);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Contract:
 //! - Compressors write what pgBackRest writes: gz = gzip member with mtime 0 and OS 3 (zlib's
 //!   own header, XFL from the level); lz4 = LZ4 frame, 64 KiB linked blocks, content checksum;
-//!   zst = zstd frames without content checksum or size, a new frame after every 512 KiB of input
-//!   (up to that size the one frame pgBackRest writes; see `zst.rs` for why); bz2 = bzip2
+//!   zst = one zstd frame without content checksum or size, as pgBackRest writes it (WAL segments
+//!   may use [`CompressType::wal_compressor`]'s other layouts; see `zst.rs`); bz2 = bzip2
 //!   stream. Empty input gives a valid empty stream (gz: the 20-byte member pgBackRest stores for
 //!   zero-length files).
 //! - Decompressors accept any conformant stream of their format, including several

@@ -47,7 +47,7 @@ use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::PgVersion;
 use pgkeep_pg::wal::{self, WalSegSize};
 use pgkeep_repo::{archive, layout};
-use pgkeep_storage::{InfoLevel, ReadOptions, Storage, StorageWrite, WriteOptions, join};
+use pgkeep_storage::{ReadOptions, Storage, StorageWrite, WriteOptions, join};
 
 use super::repo_error_line;
 
@@ -179,13 +179,6 @@ pub fn check_header(
             .with_hint(format!("the WAL segment is {size} byte(s) but its header says segments are {seg_size} byte(s); is it truncated?")));
     }
     Ok(())
-}
-
-/// The temp name of a streamed segment: `<file>.pgbackrest.tmp`, matched by no archive pattern.
-/// It is the same for every attempt, as pgBackRest's temp names are, so what a killed push leaves
-/// behind is replaced by the next attempt instead of piling up.
-fn temp_name(archive_file: &str) -> String {
-    format!("{archive_file}.pgbackrest.tmp")
 }
 
 /// Run `data` through a transform into `out` (appending).
@@ -426,21 +419,21 @@ fn push_segment(
 
     let (existing, usable) = existing_copies(stanza, archive_file, repos, errors);
 
-    // temp files where a copy is needed
-    let temp = temp_name(archive_file);
+    // one atomic write per repository that needs a copy, opened under the segment's bare name:
+    // the storage writes `<segment>.pgbackrest.tmp` under its own lock and, once the SHA-1 is
+    // known, renames it straight to `<segment>-<sha1>[.ext]` (`finish_as`), so a concurrent push
+    // of the same segment can never move this writer's bytes under its own name
     let mut targets = Vec::new();
     for (i, repo) in repos.iter().enumerate() {
         if !usable.get(i).copied().unwrap_or(false) || existing.get(i).is_some_and(Option::is_some)
         {
             continue;
         }
-        let temp_path = layout::archive_file_path(stanza, &repo.archive_id, &temp);
-        // Atomic itself: the storage locks its own temp name, so two processes pushing the same
-        // segment never write into one file; the complete file appears under `temp` at finish.
+        let temp_path = layout::archive_file_path(stanza, &repo.archive_id, archive_file);
         let opts = WriteOptions {
             atomic: true,
             sync_file: true,
-            sync_path: false,
+            sync_path: true,
             ..WriteOptions::default()
         };
         let opened = repo
@@ -482,22 +475,7 @@ fn push_segment(
         };
         let committed = match (target.error.take(), target.writer.take()) {
             (Some(e), _) => Err(e),
-            (None, Some(writer)) => writer.finish().and_then(|()| {
-                let path = layout::archive_file_path(stanza, &repo.archive_id, &destination);
-                repo.storage
-                    .move_file(&target.temp_path, &path)
-                    .or_else(|e| {
-                        // another process pushing the same segment moved the complete file
-                        // first: the name holds the content's SHA-1, so it is this content
-                        match repo.storage.info(&path, InfoLevel::Exists, false) {
-                            Ok(Some(_)) => Ok(()),
-                            _ => Err(e),
-                        }
-                    })
-                    .inspect_err(|_| {
-                        let _ = repo.storage.remove(&target.temp_path, true);
-                    })
-            }),
+            (None, Some(writer)) => writer.finish_as(&destination),
             (None, None) => Err(Error::new(
                 ErrorKind::Assert,
                 "archive-push target has no writer",
