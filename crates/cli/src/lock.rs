@@ -37,9 +37,21 @@ pub struct LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         for (path, _file) in self.held.drain(..) {
+            held_registry().retain(|(p, _)| *p != path);
             let _ = std::fs::remove_file(&path);
         }
     }
+}
+
+/// Descriptors of the lock files this process holds, so that [`write_backup_data`] rewrites the
+/// file it locked (as pgBackRest's `lockWriteData` does through its held descriptor), not
+/// whatever file has that name now: a lock file unlinked by a cleaner, or a new one created and
+/// locked by another process since, is never written to.
+static HELD: std::sync::Mutex<Vec<(PathBuf, File)>> = std::sync::Mutex::new(Vec::new());
+
+fn held_registry() -> std::sync::MutexGuard<'static, Vec<(PathBuf, File)>> {
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Lock file name for a stanza and type.
@@ -96,6 +108,9 @@ pub fn acquire(
         }
         let mut file = file;
         rewrite(&mut file, &path, &LockData::ours(exec_id, None))?;
+        if let Ok(copy) = file.try_clone() {
+            held_registry().push((path.clone(), copy));
+        }
         guard.held.push((path, file));
     }
     Ok(guard)
@@ -263,6 +278,12 @@ pub fn write_backup_data(
     percent_complete: Option<u32>,
 ) -> Result<()> {
     let path = lock_file(lock_path, stanza, false);
+    {
+        let mut held = held_registry();
+        if let Some((_, file)) = held.iter_mut().find(|(p, _)| *p == path) {
+            return rewrite(file, &path, &LockData::ours(exec_id, percent_complete));
+        }
+    }
     let mut file = OpenOptions::new().write(true).open(&path).map_err(|e| {
         Error::io(
             ErrorKind::FileOpen,
@@ -468,6 +489,26 @@ mod tests {
         drop(guard);
         assert!(held(&path).is_none());
         assert!(write_backup_data(lp, "demo", "7-00000007", Some(1)).is_err());
+    }
+
+    #[test]
+    fn progress_goes_to_the_held_lock_file_not_to_a_new_file_of_that_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let lp = dir.path().to_str().unwrap();
+        let guard = acquire(lp, "held", LockType::Backup, "1-bbbbbbbb").unwrap();
+        let path = lock_file(lp, "held", false);
+        write_backup_data(lp, "held", "1-bbbbbbbb", Some(1234)).unwrap();
+        assert_eq!(read_lock(&path).unwrap().percent_complete, Some(1234));
+        // a cleaner removed the file and someone else made one with that name
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "other").unwrap();
+        write_backup_data(lp, "held", "1-bbbbbbbb", Some(5000)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "other");
+        drop(guard);
+        // released: the registry no longer knows the path, a write goes by name again
+        std::fs::write(&path, "").unwrap();
+        write_backup_data(lp, "held", "1-bbbbbbbb", Some(7)).unwrap();
+        assert_eq!(read_lock(&path).unwrap().percent_complete, Some(7));
     }
 
     #[test]
