@@ -557,14 +557,7 @@ fn get_async_foreground(ctx: &Ctx, segment: &str, destination: &str) -> Result<u
         }
     }
     if !found_ok {
-        return Err(Error::new(
-            ErrorKind::ArchiveTimeout,
-            format!(
-                "unable to get WAL file '{segment}' from the archive asynchronously after {} second(s)",
-                ctx.cfg.display(OptionId::ArchiveTimeout, None).unwrap_or_else(|| "60".to_string())
-            ),
-        )
-        .with_hint(format!("check '{}' for errors.", super::async_log_file(ctx))));
+        return Err(super::async_timeout(ctx, "get", segment, "from"));
     }
     ctx.log.info(&format!(
         "unable to find {segment} in the archive asynchronously"

@@ -576,6 +576,22 @@ pub fn async_logger(ctx: &Ctx) -> Arc<Logger> {
     Arc::new(logger)
 }
 
+/// pgBackRest's error when the background process did not answer for `file` within
+/// `archive-timeout`: `unable to <action> WAL file '<file>' <direction> the archive
+/// asynchronously after N second(s)`, with the hint naming the async log file.
+pub fn async_timeout(ctx: &Ctx, action: &str, file: &str, direction: &str) -> Error {
+    Error::new(
+        ErrorKind::ArchiveTimeout,
+        format!(
+            "unable to {action} WAL file '{file}' {direction} the archive asynchronously after {} second(s)",
+            ctx.cfg
+                .display(OptionId::ArchiveTimeout, None)
+                .unwrap_or_else(|| "60".to_string())
+        ),
+    )
+    .with_hint(format!("check '{}' for errors.", async_log_file(ctx)))
+}
+
 /// Run a background role with its own log file and pgBackRest's begin/end lines.
 ///
 /// # Errors

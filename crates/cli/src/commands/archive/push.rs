@@ -331,14 +331,7 @@ fn push_async_foreground(ctx: &Ctx, wal_file: &str, archive_file: &str) -> Resul
         }
     }
     if !pushed {
-        return Err(Error::new(
-            ErrorKind::ArchiveTimeout,
-            format!(
-                "unable to push WAL file '{archive_file}' to the archive asynchronously after {} second(s)",
-                ctx.cfg.display(OptionId::ArchiveTimeout, None).unwrap_or_else(|| "60".to_string())
-            ),
-        )
-        .with_hint(format!("check '{}' for errors.", super::async_log_file(ctx))));
+        return Err(super::async_timeout(ctx, "push", archive_file, "to"));
     }
     ctx.log.info(&format!(
         "pushed WAL file '{archive_file}' to the archive asynchronously"
