@@ -5,5 +5,6 @@ pub mod compress;
 pub mod crypto;
 pub mod error;
 pub mod io;
+pub mod spool;
 
 pub use error::{Error, ErrorKind, Result};

@@ -191,6 +191,30 @@ pub trait Storage: Send + Sync {
     /// Any failure other than absence.
     fn list(&self, path: &str, level: InfoLevel) -> Result<Option<Vec<StorageInfo>>>;
 
+    /// [`Storage::list`] one entry at a time, without holding the listing: `each` sees every
+    /// entry (unsorted); `false` when the path does not exist. Drivers that can stream their
+    /// listing override it (posix: one `readdir` entry at a time), so a directory of a million
+    /// files costs no memory per file.
+    ///
+    /// # Errors
+    /// Any failure other than absence, and `each`'s errors.
+    fn list_each(
+        &self,
+        path: &str,
+        level: InfoLevel,
+        each: &mut dyn FnMut(StorageInfo) -> Result<()>,
+    ) -> Result<bool> {
+        match self.list(path, level)? {
+            Some(list) => {
+                for info in list {
+                    each(info)?;
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Open `path` for reading. `Ok(None)` when missing and `opts.ignore_missing`.
     ///
     /// # Errors

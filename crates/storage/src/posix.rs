@@ -227,6 +227,20 @@ impl Storage for PosixStorage {
     }
 
     fn list(&self, path: &str, level: InfoLevel) -> Result<Option<Vec<StorageInfo>>> {
+        let mut result = Vec::new();
+        let found = self.list_each(path, level, &mut |info| {
+            result.push(info);
+            Ok(())
+        })?;
+        Ok(found.then_some(result))
+    }
+
+    fn list_each(
+        &self,
+        path: &str,
+        level: InfoLevel,
+        each: &mut dyn FnMut(StorageInfo) -> Result<()>,
+    ) -> Result<bool> {
         let full = self.path(path);
         let list_err = |e: &io::Error| {
             sys(
@@ -237,11 +251,10 @@ impl Storage for PosixStorage {
         };
         let dir = match fs::read_dir(&full) {
             Ok(dir) => dir,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(list_err(&e)),
         };
         let mut names = Names::default();
-        let mut result = Vec::new();
         for entry in dir {
             let entry = entry.map_err(|e| list_err(&e))?;
             let name = entry.file_name().into_string().map_err(|name| {
@@ -264,7 +277,7 @@ impl Storage for PosixStorage {
             // an entry removed between readdir and stat is simply not listed
             if level == InfoLevel::Exists {
                 match entry.file_type() {
-                    Ok(file_type) => result.push(bare_info(name, file_type_of(file_type))),
+                    Ok(file_type) => each(bare_info(name, file_type_of(file_type)))?,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(info_err(&e)),
                 }
@@ -272,7 +285,7 @@ impl Storage for PosixStorage {
                 match fs::symlink_metadata(&entry_path) {
                     Ok(meta) => {
                         if let Some(info) = describe(name, &entry_path, &meta, level, &mut names)? {
-                            result.push(info);
+                            each(info)?;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -280,7 +293,7 @@ impl Storage for PosixStorage {
                 }
             }
         }
-        Ok(Some(result))
+        Ok(true)
     }
 
     fn open_read(&self, path: &str, opts: ReadOptions) -> Result<Option<Box<dyn Read + Send>>> {

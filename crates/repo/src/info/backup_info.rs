@@ -20,7 +20,7 @@ use super::archive_info::{parse_version, put_db, put_history, take_db_id, take_h
 use super::codec::{self, BACKREST_VERSION, Fields, Ini, REPOSITORY_FORMAT, str_map_json};
 use super::json::Json;
 use crate::layout::{BackupType, CompressType};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ManifestFile};
 
 const SECTION_BACKUP_CURRENT: &str = "backup:current";
 const SECTION_DB_HISTORY: &str = "db:history";
@@ -189,6 +189,42 @@ impl BackupInfo {
     }
 }
 
+/// The sums over a backup's files that its backup.info entry records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileTotals {
+    size: u64,
+    size_delta: u64,
+    repo_size: u64,
+    repo_size_delta: u64,
+    map: u64,
+    map_delta: u64,
+    error: bool,
+}
+
+impl FileTotals {
+    /// Count one file: sizes over all files (repo size falling back to the original size when
+    /// zero), deltas over files without a reference, an error when its pages failed.
+    pub fn add(&mut self, file: &ManifestFile) {
+        let stored = if file.size_repo > 0 {
+            file.size_repo
+        } else {
+            file.size
+        };
+        let map = file.block_incr.as_ref().map_or(0, |b| b.map_size);
+        self.size = self.size.saturating_add(file.size);
+        self.repo_size = self.repo_size.saturating_add(stored);
+        self.map = self.map.saturating_add(map);
+        if file.reference.is_none() {
+            self.size_delta = self.size_delta.saturating_add(file.size);
+            self.repo_size_delta = self.repo_size_delta.saturating_add(stored);
+            self.map_delta = self.map_delta.saturating_add(map);
+        }
+        if file.checksum_page == Some(false) {
+            self.error = true;
+        }
+    }
+}
+
 impl BackupInfoEntry {
     /// The entry pgBackRest adds for a completed backup (`infoBackupDataAdd()`): sizes summed over all files (repo
     /// size falling back to the original size when zero), deltas over files without a reference, `backup-error` when
@@ -196,32 +232,26 @@ impl BackupInfoEntry {
     /// own label (diff/incr only), options copied (`option-compress` = compress type is not `none`).
     #[must_use]
     pub fn from_manifest(manifest: &Manifest) -> Self {
-        let mut size = 0u64;
-        let mut size_delta = 0u64;
-        let mut repo_size = 0u64;
-        let mut repo_size_delta = 0u64;
-        let mut map = 0u64;
-        let mut map_delta = 0u64;
-        let mut error = false;
+        let mut totals = FileTotals::default();
         for file in manifest.files.values() {
-            let stored = if file.size_repo > 0 {
-                file.size_repo
-            } else {
-                file.size
-            };
-            size = size.saturating_add(file.size);
-            repo_size = repo_size.saturating_add(stored);
-            map = map.saturating_add(file.block_incr.as_ref().map_or(0, |b| b.map_size));
-            if file.reference.is_none() {
-                size_delta = size_delta.saturating_add(file.size);
-                repo_size_delta = repo_size_delta.saturating_add(stored);
-                map_delta =
-                    map_delta.saturating_add(file.block_incr.as_ref().map_or(0, |b| b.map_size));
-            }
-            if file.checksum_page == Some(false) {
-                error = true;
-            }
+            totals.add(file);
         }
+        BackupInfoEntry::from_manifest_totals(manifest, &totals)
+    }
+
+    /// [`BackupInfoEntry::from_manifest`] with the file sums taken from `totals` instead of
+    /// `manifest.files` (a backup whose file list is on disk).
+    #[must_use]
+    pub fn from_manifest_totals(manifest: &Manifest, totals: &FileTotals) -> Self {
+        let FileTotals {
+            size,
+            size_delta,
+            repo_size,
+            repo_size_delta,
+            map,
+            map_delta,
+            error,
+        } = *totals;
         let backup = &manifest.backup;
         let (reference, prior) = if backup.backup_type == BackupType::Full {
             (None, None)

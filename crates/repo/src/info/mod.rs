@@ -26,7 +26,7 @@ use pgkeep_base::io::{Chain, FilterRead, FilterSpec};
 use pgkeep_storage::{ReadOptions, Storage, WriteOptions, get, join, put};
 
 pub use archive_info::{ArchiveInfo, DbInfo};
-pub use backup_info::{BackupDbInfo, BackupInfo, BackupInfoEntry};
+pub use backup_info::{BackupDbInfo, BackupInfo, BackupInfoEntry, FileTotals};
 pub use codec::{BACKREST_VERSION, Ini, REPOSITORY_FORMAT};
 
 use crate::layout::copy_path;

@@ -4,7 +4,8 @@
 //!
 //! Contract:
 //! - [`build`] walks PGDATA (and every link and tablespace reached from it) through a `Storage`
-//!   rooted at `/`, in byte order, and fills the targets, paths, links and files of a manifest.
+//!   rooted at `/`, fills the targets, paths and links of a manifest and returns its files as a
+//!   [`FileList`] in name order.
 //!   Exclusions are those of [`pgkeep_pg::datadir`] plus the user's `exclude` list (`x/` = only
 //!   the contents of `x`); unlogged relations keep only their `_init` fork. Files get the size,
 //!   mtime, mode and owner seen now, no checksum (except zero-length files, whose checksum is
@@ -17,11 +18,12 @@
 //!   forces delta when a file's mtime is later than the copy start. [`build_incr`] turns a full
 //!   manifest into a diff/incr of `prior`: references are always flattened to the backup that
 //!   stores the bytes, delta is forced on the conditions pgBackRest checks; [`unchanged`] tells
-//!   which files need no copy. The prior's file entries are streamed from the repository one at a
-//!   time.
-//! - Memory: files reach the manifest in batches ([`super::FileMap`]), so its map ends with full
-//!   nodes; nothing per file is held besides the manifest.
-//! - [`validate_final`] is the strict check made before the final save.
+//!   which files need no copy. The new and the prior file lists are merged side by side in name
+//!   order, the prior's entries streamed from the repository one at a time.
+//! - Memory: the file list is on disk ([`super::spool`]); directories are read one entry at a
+//!   time and the walk holds only the subdirectories and links of the directory it is in, and the
+//!   `_init` forks found (one per unlogged relation). Nothing is held per file.
+//! - [`final_problems`] is the strict check made on every file before the final save.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -30,9 +32,10 @@ use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::datadir::{self, DataDir};
 use pgkeep_storage::{FileType, InfoLevel, Storage, StorageInfo};
 
+use super::spool::{Cursor, Entry, FileList, FileSorter};
 use super::{
-    EMPTY_SHA1, FileMap, LazyManifest, Manifest, ManifestFile, ManifestLink, ManifestPath,
-    ManifestTarget, Names, TARGET_PGDATA, TARGET_PGTBLSPC, TargetType,
+    EMPTY_SHA1, LazyManifest, Manifest, ManifestFile, ManifestLink, ManifestPath, ManifestTarget,
+    Names, TARGET_PGDATA, TARGET_PGTBLSPC, TargetType,
 };
 use crate::layout::BackupType;
 
@@ -85,19 +88,25 @@ struct Walk<'a, 'o> {
     storage: &'a dyn Storage,
     opts: &'a BuildOptions<'o>,
     manifest: &'a mut Manifest,
-    notes: Vec<Note>,
+    /// Notes with the name they are about, put in name order at the end.
+    notes: Vec<(String, Note)>,
     exclude_single: BTreeSet<String>,
     exclude_content: BTreeSet<String>,
     /// (destination dir with trailing `/`, file name for file links, link name for messages)
     links: Vec<(String, Option<String>, String)>,
-    /// The manifest's files while the walk adds to them (batched, see [`FileMap`]).
-    files: FileMap,
+    /// The files found, in the order found (sorted on disk, see [`FileSorter`]).
+    files: FileSorter,
+    /// Manifest names of the `_init` forks found in database directories (one per unlogged
+    /// relation, usually none).
+    init_forks: BTreeSet<String>,
     /// Owner names shared by the entries.
     names: Names,
 }
 
-/// Build the targets, paths, links and files of `manifest` from PGDATA. `storage` must be rooted
-/// at `/` (link destinations may be anywhere).
+/// Build the targets, paths and links of `manifest` from PGDATA, and the list of its files (on
+/// disk: see [`super::spool`]). `storage` must be rooted at `/` (link destinations may be
+/// anywhere). Directories are read one entry at a time: memory holds the subdirectories and links
+/// of one directory, never its files.
 ///
 /// # Errors
 /// Storage errors; `LinkDestination`, `LinkExpected` for links pgBackRest refuses; `Assert` when
@@ -106,7 +115,7 @@ pub fn build(
     storage: &dyn Storage,
     manifest: &mut Manifest,
     opts: &BuildOptions<'_>,
-) -> Result<Vec<Note>> {
+) -> Result<(Vec<Note>, FileList)> {
     let mut exclude_single = BTreeSet::new();
     let mut exclude_content = BTreeSet::new();
     for exclude in opts.exclude {
@@ -139,7 +148,6 @@ pub fn build(
             extra: BTreeMap::new(),
         },
     );
-    let files = FileMap::from_map(std::mem::take(&mut manifest.files));
     let mut walk = Walk {
         storage,
         opts,
@@ -148,17 +156,32 @@ pub fn build(
         exclude_single,
         exclude_content,
         links: Vec::new(),
-        files,
+        files: FileSorter::new(),
+        init_forks: BTreeSet::new(),
         names: Names::default(),
     };
-    let entries = sorted_list(storage, opts.pg_path)?.ok_or_else(|| missing(opts.pg_path))?;
-    for entry in &entries {
-        walk.info(TARGET_PGDATA, opts.pg_path, false, entry)?;
+    if !walk.dir(TARGET_PGDATA, opts.pg_path, false)? {
+        return Err(missing(opts.pg_path));
     }
-    let notes = walk.notes;
-    manifest.files = walk.files.finish();
-    remove_unlogged(manifest, opts.datadir);
-    Ok(notes)
+    let Walk {
+        mut notes,
+        files,
+        init_forks,
+        ..
+    } = walk;
+    let dd = opts.datadir;
+    // every fork of an unlogged relation (one with an `_init` fork) but the `_init` fork
+    let files = files.finish(|name| {
+        if init_forks.is_empty() {
+            return true;
+        }
+        let rel = pg_relative(name);
+        !(dd.is_database_path(dir_of(rel))
+            && datadir::init_fork(rel)
+                .is_some_and(|init| init_forks.contains(&manifest_name(&init))))
+    })?;
+    notes.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((notes.into_iter().map(|(_, note)| note).collect(), files))
 }
 
 fn missing(path: &str) -> Error {
@@ -166,13 +189,6 @@ fn missing(path: &str) -> Error {
         ErrorKind::PathMissing,
         format!("unable to list file info for missing path '{path}'"),
     )
-}
-
-fn sorted_list(storage: &dyn Storage, path: &str) -> Result<Option<Vec<StorageInfo>>> {
-    Ok(storage.list(path, InfoLevel::Detail)?.map(|mut list| {
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        list
-    }))
 }
 
 /// `path` made absolute against `base` with `.` and `..` resolved (pgBackRest `strPathAbsolute`).
@@ -208,6 +224,31 @@ fn base_of(path: &str) -> &str {
 }
 
 impl Walk<'_, '_> {
+    /// Walk the directory `dir_path` (manifest name `parent`): its files as they are read, then
+    /// its subdirectories and links in name order. `false` when it does not exist.
+    fn dir(&mut self, parent: &str, dir_path: &str, db_path: bool) -> Result<bool> {
+        let mut later: Vec<StorageInfo> = Vec::new();
+        let storage = self.storage;
+        let found = storage.list_each(dir_path, InfoLevel::Detail, &mut |entry| match entry
+            .file_type
+        {
+            FileType::Path | FileType::Link => {
+                later.push(entry);
+                Ok(())
+            }
+            FileType::File | FileType::Special => self.info(parent, dir_path, db_path, &entry),
+        })?;
+        later.sort_by(|a, b| a.name.cmp(&b.name));
+        for entry in &later {
+            self.info(parent, dir_path, db_path, entry)?;
+        }
+        Ok(found)
+    }
+
+    fn note(&mut self, name: &str, note: Note) {
+        self.notes.push((name.to_string(), note));
+    }
+
     fn info(
         &mut self,
         parent: &str,
@@ -220,11 +261,12 @@ impl Walk<'_, '_> {
         }
         let name = format!("{parent}/{}", info.name);
         if self.exclude_single.contains(&name) {
-            self.notes.push(Note::Info(format!(
+            let text = format!(
                 "exclude '{pg_path}/{}' from backup using '{}' exclusion",
                 info.name,
                 pg_relative(&name)
-            )));
+            );
+            self.note(&name, Note::Info(text));
             return Ok(());
         }
         let in_tblspc_dir = parent == format!("{TARGET_PGDATA}/{TARGET_PGTBLSPC}");
@@ -233,10 +275,8 @@ impl Walk<'_, '_> {
             FileType::File => self.file(parent, db_path, &name, info, in_tblspc_dir),
             FileType::Link => self.link(parent, pg_path, db_path, &name, info, in_tblspc_dir),
             FileType::Special => {
-                self.notes.push(Note::Warn(format!(
-                    "exclude special file '{pg_path}/{}' from backup",
-                    info.name
-                )));
+                let text = format!("exclude special file '{pg_path}/{}' from backup", info.name);
+                self.note(&name, Note::Warn(text));
                 Ok(())
             }
         }
@@ -263,11 +303,12 @@ impl Walk<'_, '_> {
             },
         );
         if self.exclude_content.contains(name) {
-            self.notes.push(Note::Info(format!(
+            let text = format!(
                 "exclude contents of '{pg_path}/{}' from backup using '{}/' exclusion",
                 info.name,
                 pg_relative(name)
-            )));
+            );
+            self.note(name, Note::Info(text));
             return Ok(());
         }
         let dd = self.opts.datadir;
@@ -281,12 +322,7 @@ impl Walk<'_, '_> {
         let sub_path = format!("{pg_path}/{}", info.name);
         let db_path = dd.is_database_path(rel);
         // a directory removed since it was listed (temp dirs come and go) is just skipped
-        let Some(entries) = sorted_list(self.storage, &sub_path)? else {
-            return Ok(());
-        };
-        for entry in &entries {
-            self.info(name, &sub_path, db_path, entry)?;
-        }
+        self.dir(name, &sub_path, db_path)?;
         Ok(())
     }
 
@@ -324,8 +360,10 @@ impl Walk<'_, '_> {
         if db_path && self.opts.checksum_page && dd.checksum_page_file(pg_relative(name)) {
             file.checksum_page = Some(true);
         }
-        self.files.insert(name.to_string(), file);
-        Ok(())
+        if db_path && info.name.ends_with("_init") {
+            self.init_forks.insert(name.to_string());
+        }
+        self.files.push(name, &file, 0)
     }
 
     fn link(
@@ -511,43 +549,35 @@ fn not_a_link(name: &str) -> Error {
     )
 }
 
-/// Drop every fork of an unlogged relation (one with an `_init` fork) but the `_init` fork.
-fn remove_unlogged(manifest: &mut Manifest, dd: &DataDir) {
-    let unlogged: Vec<String> = manifest
-        .files
-        .keys()
-        .filter(|name| {
-            let rel = pg_relative(name);
-            dd.is_database_path(dir_of(rel))
-                && datadir::init_fork(rel)
-                    .is_some_and(|init| manifest.files.contains_key(&manifest_name(&init)))
-        })
-        .cloned()
-        .collect();
-    for name in unlogged {
-        manifest.files.remove(&name);
-    }
-}
-
 /// Record the delta option and copy start time (`copy_start` + 1 s when online, so changes made
 /// in the second the manifest was built count as later) and force delta when a file's mtime is
 /// after `copy_start`. Returns the warning to log, if any.
-pub fn validate_build(manifest: &mut Manifest, delta: bool, copy_start: i64) -> Option<String> {
+///
+/// # Errors
+/// Read errors of `files`.
+pub fn validate_build(
+    manifest: &mut Manifest,
+    files: &FileList,
+    delta: bool,
+    copy_start: i64,
+) -> Result<Option<String>> {
     manifest.options.delta = Some(delta);
     manifest.backup.timestamp_copy_start = copy_start + i64::from(manifest.options.online);
     if delta {
-        return None;
+        return Ok(None);
     }
-    let (name, file) = manifest
-        .files
-        .iter()
-        .find(|(_, file)| file.timestamp > copy_start)?;
-    manifest.options.delta = Some(true);
-    Some(format!(
-        "file '{}' has timestamp ({}) in the future (relative to copy start {copy_start}), enabling delta checksum",
-        pg_relative(name),
-        file.timestamp
-    ))
+    let mut iter = files.iter();
+    while let Some((_, entry)) = iter.next_entry()? {
+        if entry.file.timestamp > copy_start {
+            manifest.options.delta = Some(true);
+            return Ok(Some(format!(
+                "file '{}' has timestamp ({}) in the future (relative to copy start {copy_start}), enabling delta checksum",
+                pg_relative(&entry.name),
+                entry.file.timestamp
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// What the copy phase of a diff/incr must do differently from a full.
@@ -569,25 +599,26 @@ pub fn unchanged(file: &ManifestFile, delta: bool) -> bool {
     file.reference.is_some() && !(delta && file.size != 0)
 }
 
-/// Turn `manifest` (built by [`build`], validated by [`validate_build`]) into a `backup_type`
-/// backup on top of `prior`. `archive_start` is the new backup's start segment. Files equal in
-/// size (and mtime, unless delta) to the prior's take over its checksums, sizes, page results and
-/// bundle location, with `reference` naming the backup that stores the bytes. Also inherits the
-/// prior's reference list, `backup-bundle-raw` and cipher sub-passphrase. The prior's file entries
-/// are streamed from where it is stored one at a time ([`LazyManifest::for_each_file`]), twice
-/// when delta is not yet decided (once to decide it, once to take the files over), so a large
-/// incremental never holds the prior's file list, parsed or as text.
+/// Turn `manifest` (built by [`build`], validated by [`validate_build`]) and its `files` into a
+/// `backup_type` backup on top of `prior`; returns the plan and the new file list. `archive_start`
+/// is the new backup's start segment. Files equal in size (and mtime, unless delta) to the prior's
+/// take over its checksums, sizes, page results and bundle location, with `reference` naming the
+/// backup that stores the bytes. Also inherits the prior's reference list, `backup-bundle-raw` and
+/// cipher sub-passphrase. Both file lists are streamed in name order side by side (the prior's
+/// from where it is stored, twice when delta is not yet decided: once to decide it, once to take
+/// the files over), so a large incremental holds neither list.
 ///
 /// # Errors
 /// Those of [`LazyManifest::for_each_file`]: a prior file entry that does not load, a prior that
-/// changed since it was loaded, read errors.
+/// changed since it was loaded, read errors; read and write errors of the file lists.
 pub fn build_incr(
     manifest: &mut Manifest,
+    files: &FileList,
     prior: &LazyManifest,
     backup_type: BackupType,
     archive_start: Option<&str>,
     bundle: bool,
-) -> Result<IncrPlan> {
+) -> Result<(IncrPlan, FileList)> {
     let head = &prior.manifest;
     manifest.backup.prior = Some(head.backup.label.clone());
     manifest.backup.reference.clone_from(&head.backup.reference);
@@ -617,13 +648,15 @@ pub fn build_incr(
     if !plan.delta {
         // the first anomaly in name order (the prior's stored order) forces delta
         let mut anomaly: Option<String> = None;
+        let mut cursor = Cursor::new(files)?;
         prior.for_each_file(|name, before| {
             if anomaly.is_some() {
                 return Ok(());
             }
-            let Some(file) = manifest.files.get(name) else {
+            let Some(entry) = cursor.seek(name, &mut |_| Ok(()))? else {
                 return Ok(());
             };
+            let file = &entry.file;
             if file.timestamp < before.timestamp {
                 anomaly = Some(format!(
                     "file '{}' has timestamp earlier than prior backup (prior {}, current {}), enabling delta checksum",
@@ -650,10 +683,14 @@ pub fn build_incr(
     manifest.options.delta = Some(plan.delta);
     let prior_label: Arc<str> = Arc::from(prior_label.as_str());
     let delta = plan.delta;
+    let mut out = files.rewriter()?;
+    let mut write = |e: Entry| out.push(&e.name, &e.file, e.mark);
+    let mut cursor = Cursor::new(files)?;
     prior.for_each_file(|name, before| {
-        let Some(file) = manifest.files.get_mut(name) else {
+        let Some(entry) = cursor.seek(name, &mut write)? else {
             return Ok(());
         };
+        let file = &mut entry.file;
         // zero-length files of a bundled backup are never copied and never referenced
         let copy = !(bundle && file.size == 0);
         if !(copy
@@ -672,7 +709,8 @@ pub fn build_incr(
         file.bundle_offset = before.bundle_offset;
         Ok(())
     })?;
-    Ok(plan)
+    cursor.drain(&mut write)?;
+    Ok((plan, out.finish()?))
 }
 
 /// Give the manifest its label; the label ends the reference list.
@@ -681,25 +719,27 @@ pub fn set_label(manifest: &mut Manifest, label: &str) {
     manifest.backup.reference.push(label.to_string());
 }
 
-/// pgBackRest `manifestValidate(strict)`: every file has a checksum, a zero-length file the empty
-/// one, a non-empty file a non-zero repository size.
+/// pgBackRest `manifestValidate(strict)` for one file: every file has a checksum, a zero-length
+/// file the empty one, a non-empty file a non-zero repository size. Problems are appended to
+/// `problems`, one per line.
+pub fn final_problems(name: &str, file: &ManifestFile, problems: &mut String) {
+    match &file.checksum {
+        None => problems.push_str(&format!("\nmissing checksum for file '{name}'")),
+        Some(c) if file.size == 0 && c != EMPTY_SHA1 => problems.push_str(&format!(
+            "\ninvalid checksum '{c}' for zero size file '{name}'"
+        )),
+        Some(_) => {}
+    }
+    if file.size_repo == 0 && file.size != 0 {
+        problems.push_str(&format!("\nrepo size must be > 0 for file '{name}'"));
+    }
+}
+
+/// The error of [`final_problems`] found, if any.
 ///
 /// # Errors
-/// `Format` listing every problem, one per line.
-pub fn validate_final(manifest: &Manifest) -> Result<()> {
-    let mut problems = String::new();
-    for (name, file) in &manifest.files {
-        match &file.checksum {
-            None => problems.push_str(&format!("\nmissing checksum for file '{name}'")),
-            Some(c) if file.size == 0 && c != EMPTY_SHA1 => problems.push_str(&format!(
-                "\ninvalid checksum '{c}' for zero size file '{name}'"
-            )),
-            Some(_) => {}
-        }
-        if file.size_repo == 0 && file.size != 0 {
-            problems.push_str(&format!("\nrepo size must be > 0 for file '{name}'"));
-        }
-    }
+/// `Format` listing every problem.
+pub fn final_result(problems: &str) -> Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
@@ -708,6 +748,18 @@ pub fn validate_final(manifest: &Manifest) -> Result<()> {
             format!("manifest validation failed:{problems}"),
         ))
     }
+}
+
+/// [`final_problems`] of every file of a manifest held in memory.
+///
+/// # Errors
+/// `Format` listing every problem, one per line.
+pub fn validate_final(manifest: &Manifest) -> Result<()> {
+    let mut problems = String::new();
+    for (name, file) in &manifest.files {
+        final_problems(name, file, &mut problems);
+    }
+    final_result(&problems)
 }
 
 #[cfg(test)]

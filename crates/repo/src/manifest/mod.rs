@@ -25,6 +25,7 @@
 pub mod build;
 mod checksum;
 mod lazy;
+pub mod spool;
 
 pub use checksum::Checksum;
 pub use lazy::LazyManifest;
@@ -398,14 +399,6 @@ pub(crate) struct FileMap {
 
 impl FileMap {
     const BATCH_MIN: usize = 1024;
-
-    /// A map to add to (`files` may already hold entries).
-    pub(crate) fn from_map(files: BTreeMap<String, ManifestFile>) -> Self {
-        FileMap {
-            files,
-            pending: BTreeMap::new(),
-        }
-    }
 
     /// Add (or replace) a file.
     pub(crate) fn insert(&mut self, name: String, file: ManifestFile) {
@@ -984,6 +977,46 @@ impl InfoFile for Manifest {
                 emit(name, &raw)?;
             }
             Ok(())
+        };
+        self.ini(false)?.render_to(out, &[(SECTION_FILE, &produce)])
+    }
+}
+
+/// Yields a manifest's file entries in name order to the callback it is given.
+pub type EachFile<'a> =
+    dyn Fn(&mut dyn FnMut(&str, &ManifestFile) -> Result<()>) -> Result<()> + 'a;
+
+impl Manifest {
+    /// Render the manifest as [`InfoFile::write_to`] does, with `[target:file]` taken from `files`
+    /// (entries in name order) instead of `self.files`: how a backup whose file list is on disk
+    /// ([`spool`]) saves its manifest, one entry in memory at a time.
+    ///
+    /// # Errors
+    /// `Assert` when the manifest keeps unknown `[target:file]` keys (a loaded manifest, never a
+    /// backup's); `each`'s errors; write errors.
+    pub fn write_with_files(
+        &self,
+        out: &mut dyn std::io::Write,
+        files: &EachFile<'_>,
+    ) -> Result<()> {
+        if self
+            .extra
+            .section(SECTION_FILE)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(Error::new(
+                ErrorKind::Assert,
+                "a manifest with kept file keys cannot be rendered from a file list",
+            ));
+        }
+        let (user, group, file_mode, _) = self.save_defaults()?;
+        let produce = |emit: &mut dyn FnMut(&str, &str) -> Result<()>| -> Result<()> {
+            let mut raw = String::new();
+            files(&mut |name, file| {
+                raw.clear();
+                file.write_json(&mut raw, user.as_deref(), group.as_deref(), file_mode);
+                emit(name, &raw)
+            })
         };
         self.ini(false)?.render_to(out, &[(SECTION_FILE, &produce)])
     }

@@ -7,11 +7,15 @@
 //! - [`archive_check_copy`] waits (up to `archive-timeout`) until every WAL segment from the start
 //!   to the stop LSN is in the archive; with `archive-copy` each is re-encoded into the backup as
 //!   `pg_data/pg_wal/<segment>` (checksum taken from the archive name).
+//! - The backup's files are its [`Files`]: the file list and the copy's results on disk, merged
+//!   with the few files added at the end (`backup_label`, `tablespace_map`, archive-copied WAL),
+//!   which are held in the manifest's own map.
 //! - [`save_copy`] writes `backup.manifest.copy` (encrypted with the backup.info sub-pass).
-//! - Manifests are rendered streaming into the repository writers (the rendering is never held
-//!   in memory, only the model); a file is committed only once its whole rendering is written.
+//! - Manifests are rendered streaming into the repository writers (neither the rendering nor the
+//!   file list is ever held in memory); a file is committed only once its whole rendering is
+//!   written.
 //! - [`complete`] is the only place a backup becomes visible, in this order: strict manifest
-//!   validation; `backup.manifest.copy`, then the same bytes as `backup.manifest`; the gz history
+//!   validation (and the sums backup.info records, in the same pass); `backup.manifest.copy`, then the same bytes as `backup.manifest`; the gz history
 //!   copy; the `latest` link; backup.info (main, then copy); archive.info rewritten. A failure
 //!   before backup.info is saved leaves a resumable, unlisted backup.
 
@@ -22,11 +26,12 @@ use std::time::Duration;
 use pgkeep_base::compress::CompressType;
 use pgkeep_base::io::{Chain, FilterSpec, FilterWrite, copy};
 use pgkeep_base::{Error, ErrorKind, Result};
+use pgkeep_pg::Lsn;
 use pgkeep_pg::wal::{self, WalSegSize};
-use pgkeep_pg::{Lsn, datadir};
-use pgkeep_repo::InfoFile;
+use pgkeep_repo::info::FileTotals;
 use pgkeep_repo::info::{load_info, save_info};
-use pgkeep_repo::manifest::build::validate_final;
+use pgkeep_repo::manifest::build::{final_problems, final_result};
+use pgkeep_repo::manifest::spool::{FileList, Results, each_final};
 use pgkeep_repo::manifest::{Checksum, Manifest, ManifestFile, OwnerName, TARGET_PGDATA};
 use pgkeep_repo::{ArchiveInfo, BackupInfo, BackupInfoEntry, layout};
 use pgkeep_storage::{LinkType, ReadOptions, Storage, StorageWrite, WriteOptions, join};
@@ -92,6 +97,29 @@ pub fn put_file(
     Ok(())
 }
 
+/// The file list of the backup being written and what the copy did (see the module contract).
+#[derive(Clone, Copy)]
+pub struct Files<'a> {
+    /// The files found in PGDATA (after diff/incr and resume decisions).
+    pub list: &'a FileList,
+    /// What the copy did, once it ran.
+    pub results: Option<&'a Results>,
+}
+
+impl Files<'_> {
+    /// Every file of the manifest, in name order, as it stands now.
+    ///
+    /// # Errors
+    /// Read errors of the temporary files, and `each`'s.
+    pub fn each(
+        &self,
+        manifest: &Manifest,
+        each: &mut dyn FnMut(&str, &ManifestFile) -> Result<()>,
+    ) -> Result<()> {
+        each_final(self.list, self.results, &manifest.files, each)
+    }
+}
+
 /// Write `backup.manifest.copy` of the manifest's label.
 ///
 /// # Errors
@@ -100,10 +128,11 @@ pub fn save_copy(
     repo: &dyn Storage,
     stanza: &str,
     manifest: &Manifest,
+    files: Files<'_>,
     backup_pass: Option<&str>,
 ) -> Result<()> {
     let path = layout::copy_path(&layout::manifest_path(stanza, &manifest.backup.label));
-    store_manifest(repo, manifest, backup_pass, &[path], None)
+    store_manifest(repo, manifest, files, backup_pass, &[path], None)
 }
 
 /// Several writers fed the same bytes.
@@ -149,6 +178,7 @@ impl Write for Fan<'_> {
 fn store_manifest(
     repo: &dyn Storage,
     manifest: &Manifest,
+    files: Files<'_>,
     backup_pass: Option<&str>,
     twins: &[String],
     history: Option<&str>,
@@ -178,10 +208,13 @@ fn store_manifest(
         }
         None => None,
     };
-    manifest.write_to(&mut Fan {
-        stored: &mut stored,
-        history: history.as_mut(),
-    })?;
+    manifest.write_with_files(
+        &mut Fan {
+            stored: &mut stored,
+            history: history.as_mut(),
+        },
+        &|emit| files.each(manifest, emit),
+    )?;
     let (Tee(writers), _) = stored.finish()?;
     for out in writers {
         out.finish()?;
@@ -296,20 +329,34 @@ pub fn archive_check_copy(
     Ok(())
 }
 
-/// Make the backup visible (see the module contract).
+/// Make the backup visible (see the module contract); returns the number of files.
 ///
 /// # Errors
 /// Validation (`Format`), storage, rendering and encryption errors.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, at the end of the backup"
+)]
 pub fn complete(
     repo: &dyn Storage,
     stanza: &str,
     manifest: &Manifest,
+    files: Files<'_>,
     backup_info: &mut BackupInfo,
     backup_pass: Option<&str>,
     repo_pass: Option<&str>,
     log: &Logger,
-) -> Result<()> {
-    validate_final(manifest)?;
+) -> Result<u64> {
+    let mut problems = String::new();
+    let mut totals = FileTotals::default();
+    let mut count = 0u64;
+    files.each(manifest, &mut |name, file| {
+        final_problems(name, file, &mut problems);
+        totals.add(file);
+        count += 1;
+        Ok(())
+    })?;
+    final_result(&problems)?;
     let label = &manifest.backup.label;
     let manifest_path = layout::manifest_path(stanza, label);
     // rendered once, streaming: the stored manifest (encrypted when the repository is), its copy
@@ -317,6 +364,7 @@ pub fn complete(
     store_manifest(
         repo,
         manifest,
+        files,
         backup_pass,
         &[layout::copy_path(&manifest_path), manifest_path],
         Some(&layout::history_manifest_path(stanza, label)),
@@ -331,7 +379,10 @@ pub fn complete(
         repo.link_create(label, &latest, LinkType::Soft)?;
     }
 
-    backup_info.add_backup(label.clone(), BackupInfoEntry::from_manifest(manifest));
+    backup_info.add_backup(
+        label.clone(),
+        BackupInfoEntry::from_manifest_totals(manifest, &totals),
+    );
     save_info(
         repo,
         &layout::backup_info_path(stanza),
@@ -343,7 +394,7 @@ pub fn complete(
     let archive_info: ArchiveInfo = load_info(repo, &archive_path, repo_pass)?;
     save_info(repo, &archive_path, &archive_info, repo_pass)?;
     log.debug(&format!("backup {label} completed"));
-    Ok(())
+    Ok(count)
 }
 
 /// pgBackRest `infoBackupLoadFileReconstruct()` (the one implementation is
@@ -372,10 +423,4 @@ pub fn annotation(pairs: &[(String, String)]) -> Option<BTreeMap<String, String>
         .cloned()
         .collect();
     (!map.is_empty()).then_some(map)
-}
-
-/// True when `name` is pg_control (which must be in every online backup).
-#[must_use]
-pub fn is_pg_control(name: &str) -> bool {
-    name.strip_prefix("pg_data/") == Some(datadir::PG_CONTROL)
 }

@@ -32,6 +32,8 @@ use pgkeep_storage::{ReadOptions, Storage, StorageWrite, WriteOptions};
 /// One file of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFile {
+    /// Index of the file in the backup's file list (where its result is recorded).
+    pub idx: u64,
     /// Manifest name (`pg_data/base/1/1259`).
     pub name: String,
     /// Absolute path to read (through links and tablespaces).
@@ -420,6 +422,7 @@ mod tests {
 
     fn file(path: &std::path::Path, name: &str, size: u64) -> JobFile {
         JobFile {
+            idx: 0,
             name: format!("pg_data/{name}"),
             pg_file: path.join(name).to_str().unwrap().to_string(),
             size,

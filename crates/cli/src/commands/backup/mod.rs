@@ -41,7 +41,6 @@ pub mod label;
 pub mod process;
 pub mod resume;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use pgkeep_base::compress::CompressType;
@@ -53,6 +52,7 @@ use pgkeep_pg::datadir::DataDir;
 use pgkeep_repo::info::load_info;
 use pgkeep_repo::layout::{self, BackupType};
 use pgkeep_repo::manifest::build::{self as mbuild, BuildOptions, Note};
+use pgkeep_repo::manifest::spool::{FileList, Results};
 use pgkeep_repo::manifest::{
     LazyManifest, Manifest, ManifestBackup, ManifestBackupDb, ManifestDb, ManifestOptions,
 };
@@ -289,7 +289,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     };
     let pg_storage = PosixStorage::new("/");
     let checksum_page = manifest.options.checksum_page.unwrap_or(false);
-    let notes = mbuild::build(
+    let (notes, files) = mbuild::build(
         &pg_storage,
         &mut manifest,
         &BuildOptions {
@@ -309,19 +309,20 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
     ctx.log.debug(&format!(
         "manifest built: {} files, {} paths, {} links",
-        manifest.files.len(),
+        files.len(),
         manifest.paths.len(),
         manifest.links.len()
     ));
     let copy_start = db.time(true)?;
-    if let Some(warning) = mbuild::validate_build(&mut manifest, opts.delta, copy_start) {
+    if let Some(warning) = mbuild::validate_build(&mut manifest, &files, opts.delta, copy_start)? {
         ctx.log.warn(&warning);
     }
     // the prior manifest is needed only here, and dropped after
-    match prior {
+    let mut files = match prior {
         Some(prior) => {
-            let plan = mbuild::build_incr(
+            let (plan, files) = mbuild::build_incr(
                 &mut manifest,
+                &files,
                 &prior,
                 opts.backup_type,
                 started.as_ref().map(|s| s.segment.as_str()),
@@ -331,18 +332,19 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             for warning in &plan.warnings {
                 ctx.log.warn(warning);
             }
+            files
         }
         None => {
             manifest.cipher_pass = repo
                 .cipher_pass
                 .as_ref()
                 .map(|_| pgkeep_base::crypto::generate_pass());
+            files
         }
-    }
+    };
     let delta = manifest.options.delta.unwrap_or(false);
 
     // label, or the resumed backup's
-    let mut resumed = BTreeSet::new();
     match resume::find(
         storage,
         stanza,
@@ -352,15 +354,15 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         &ctx.log,
     )? {
         Some(found) => {
-            mbuild::set_label(&mut manifest, &found.backup.label);
+            mbuild::set_label(&mut manifest, &found.manifest.backup.label);
             ctx.log.warn(&format!(
                 "resumable backup {} of same type exists -- invalid files will be removed then the backup will resume",
                 manifest.backup.label
             ));
             if manifest.backup.backup_type == BackupType::Full {
-                manifest.cipher_pass.clone_from(&found.cipher_pass);
+                manifest.cipher_pass.clone_from(&found.manifest.cipher_pass);
             }
-            resumed = resume::clean(storage, stanza, &mut manifest, &found, delta, &ctx.log)?;
+            files = resume::clean(storage, stanza, &manifest, &files, &found, delta, &ctx.log)?;
         }
         None => {
             let (label, bumped) = label::create(
@@ -378,7 +380,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
     }
     if opts.resume {
-        complete::save_copy(storage, stanza, &manifest, backup_pass.as_deref())?;
+        let files = complete::Files {
+            list: &files,
+            results: None,
+        };
+        complete::save_copy(storage, stanza, &manifest, files, backup_pass.as_deref())?;
     }
 
     let settings = JobSettings {
@@ -387,19 +393,23 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         cipher_pass: manifest.cipher_pass.clone(),
         sync_each: !storage.features().sync_all,
     };
-    copy_files(
+    let results = copy_files(
         ctx,
         &repo,
         stanza,
-        &mut manifest,
+        &manifest,
+        &files,
         &mut db,
         &datadir,
         &settings,
         &opts,
         delta,
-        &resumed,
         backup_pass.as_deref(),
     )?;
+    let files = complete::Files {
+        list: &files,
+        results: Some(&results),
+    };
     db.ping(true)?;
     // the standby is not needed any more
     if let Some(standby) = db.standby.take() {
@@ -463,7 +473,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         && opts.online
     {
         if opts.resume {
-            complete::save_copy(storage, stanza, &manifest, backup_pass.as_deref())?;
+            complete::save_copy(storage, stanza, &manifest, files, backup_pass.as_deref())?;
         }
         complete::archive_check_copy(
             storage,
@@ -491,10 +501,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     if !settings.sync_each {
         storage.sync_all(&layout::backup_label_path(stanza, &manifest.backup.label))?;
     }
-    complete::complete(
+    let file_total = complete::complete(
         storage,
         stanza,
         &manifest,
+        files,
         &mut backup_info,
         backup_pass.as_deref(),
         repo_pass,
@@ -508,7 +519,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         "{} backup size = {}, file total = {}",
         manifest.backup.backup_type.as_str(),
         size_format(size_delta),
-        manifest.files.len()
+        file_total
     ));
     Ok(())
 }
@@ -871,7 +882,7 @@ fn finish_manifest(
 }
 
 /// pgBackRest `backupProcess()`: paths and tablespace links of a full backup, the parallel copy,
-/// references or hard links, and the path syncs.
+/// references or hard links, and the path syncs. Returns what the copy did to each file.
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site; the pieces come from different stages of run()"
@@ -880,15 +891,15 @@ fn copy_files(
     ctx: &Ctx,
     repo: &Repo,
     stanza: &str,
-    manifest: &mut Manifest,
+    manifest: &Manifest,
+    files: &FileList,
     db: &mut Db,
     datadir: &DataDir,
     settings: &JobSettings,
     opts: &Options,
     delta: bool,
-    resumed: &BTreeSet<String>,
     backup_pass: Option<&str>,
-) -> Result<()> {
+) -> Result<Results> {
     let storage = repo.storage.as_ref();
     let features = storage.features();
     let label = manifest.backup.label.clone();
@@ -920,30 +931,31 @@ fn copy_files(
 
     let xact_path = manifest.db.version.require_info()?.xact_path;
     let plan = Plan {
+        label: &label,
+        ext: manifest.options.compress_type.ext(),
         stanza,
         pg_path: &db.pg_path,
         datadir,
         bundle: opts.bundle,
         delta,
-        resumed,
         standby: db.standby.as_ref().map(|s| StandbySource {
             pg_path: &s.pg_path,
             xact_path,
         }),
     };
-    if opts.bundle.is_some() {
-        for (name, file) in &manifest.files {
-            if file.size == 0 {
+    if opts.bundle.is_some() && ctx.log.enabled(crate::log::Level::Detail) {
+        files.for_each(|_, entry| {
+            if entry.file.size == 0 {
                 ctx.log.detail(&format!(
                     "store zero-length file {}",
-                    process::pg_file(&db.pg_path, name)
+                    process::pg_file(&db.pg_path, &entry.name)
                 ));
             }
-        }
+            Ok(())
+        })?;
     }
-    let jobs = process::jobs(manifest, &plan)?;
-    let pg_control = jobs.names().any(complete::is_pg_control);
-    if !pg_control && opts.online {
+    let jobs = process::jobs(files, &plan)?;
+    if !jobs.has_pg_control() && opts.online {
         return Err(Error::new(
             ErrorKind::FileMissing,
             "pg_control must be present in all online backups",
@@ -971,32 +983,45 @@ fn copy_files(
     let resume = opts.resume;
     // `info` shows the percentage recorded in the backup lock file while the copy runs
     let mut percent = lock::BackupPercent::start(ctx.lock_path(), stanza, &ctx.exec_id)?;
-    let mut tick = |m: &Manifest, done: u64| -> Result<()> {
+    let mut tick = |results: &Results, done: u64| -> Result<()> {
         percent.update(done, total)?;
         db.ping(false)?;
         if resume && done.saturating_sub(saved_at) >= save_every {
-            complete::save_copy(storage, stanza, m, backup_pass)?;
+            let files = complete::Files {
+                list: files,
+                results: Some(results),
+            };
+            complete::save_copy(storage, stanza, manifest, files, backup_pass)?;
             saved_at = done;
         }
         Ok(())
     };
-    process::run(manifest, &jobs, &workers, &mut tick)?;
+    let mut results = Results::new()?;
+    process::run(&jobs, &workers, &mut results, &mut tick)?;
+    drop(jobs);
 
     let ext = manifest.options.compress_type.ext();
-    for (name, file) in &manifest.files {
-        let Some(reference) = &file.reference else {
-            continue;
+    if hardlink || ctx.log.enabled(crate::log::Level::Detail) {
+        let copied = complete::Files {
+            list: files,
+            results: Some(&results),
         };
-        if hardlink {
-            ctx.log.detail(&format!("hardlink {name} to {reference}"));
-            storage.link_create(
-                &layout::backup_file_path(stanza, reference, name, ext),
-                &layout::backup_file_path(stanza, &label, name, ext),
-                pgkeep_storage::LinkType::Hard,
-            )?;
-        } else {
-            ctx.log.detail(&format!("reference {name} to {reference}"));
-        }
+        copied.each(manifest, &mut |name, file| {
+            let Some(reference) = &file.reference else {
+                return Ok(());
+            };
+            if hardlink {
+                ctx.log.detail(&format!("hardlink {name} to {reference}"));
+                storage.link_create(
+                    &layout::backup_file_path(stanza, reference, name, ext),
+                    &layout::backup_file_path(stanza, &label, name, ext),
+                    pgkeep_storage::LinkType::Hard,
+                )?;
+            } else {
+                ctx.log.detail(&format!("reference {name} to {reference}"));
+            }
+            Ok(())
+        })?;
     }
     // with one flush of the file system at the end (see `flush`) directories need no sync here
     if features.path_sync && settings.sync_each {
@@ -1007,5 +1032,5 @@ fn copy_files(
             }
         }
     }
-    Ok(())
+    Ok(results)
 }

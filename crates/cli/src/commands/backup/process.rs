@@ -1,17 +1,19 @@
 //! The copy phase (pgBackRest `backupProcess()`, `backupProcessQueue()`, `backupJobCallback()`,
-//! `backupJobResult()`): turn the manifest into jobs, run them on `process-max` threads, and fold
-//! the results back into the manifest.
+//! `backupJobResult()`): turn the file list into jobs, run them on `process-max` threads, and
+//! record what each did.
 //!
 //! Contract:
 //! - Jobs are ordered largest file first (pgBackRest's queue order: size descending; with bundles,
 //!   files up to the bundle limit by mtime ascending, then name), so the biggest files start
-//!   early and the run ends with small ones. Bundles are filled greedily in that order until
-//!   their size reaches `repo-bundle-size`; ids count from 1 in job order.
-//! - Worker threads pull the next job from a shared counter and send results over a channel; only
-//!   the calling thread touches the manifest. The first error stops the workers from taking new
-//!   jobs and is returned once the running ones have ended. Memory is the [`Queue`] (a name and a
-//!   few numbers per file; paths are built by the worker when it takes the job) plus one chunk
-//!   buffer per worker: no file content is ever held.
+//!   early and the run ends with small ones. A bundle starts with the next small file and takes,
+//!   from the next [`LOOKAHEAD_FILES`] in order, each one that keeps it under `repo-bundle-size`;
+//!   ids count from 1 in job order.
+//! - Memory does not grow with the number of files: the queue is a [`Sorter`] on disk, read in
+//!   order by the workers through a window of at most [`LOOKAHEAD_FILES`] files, and what each
+//!   job did is written by file index to [`Results`] on disk. Worker threads take the next job
+//!   from the shared queue and send results over a channel; only the calling thread writes the
+//!   results. The first error stops the workers from taking new jobs and is returned once the
+//!   running ones have ended. No file content is ever held beyond one chunk buffer per worker.
 //! - The caller's `tick` runs after every result and, while waiting, a few times a second (the
 //!   database ping, the periodic manifest save for resume, the percentage in the lock file).
 //! - Progress: the detail line of each file carries pgBackRest's running percentage
@@ -22,27 +24,31 @@
 //!   transaction status, [`standby_file`]) are read under the standby's `pg-path`, everything else
 //!   (pg_control above all) under the primary's. A file missing on the standby is skipped like
 //!   one dropped by the database: WAL replay recreates it.
-//! - Results: files removed by the database leave the manifest; copied files get their sizes,
-//!   checksums, page results and bundle location and lose any reference; page checksum failures
-//!   are warnings naming the file and pages.
+//! - Results: files removed by the database leave the manifest ([`Outcome::Removed`]); copied
+//!   files get their sizes, checksums, page results and bundle location and lose any reference
+//!   ([`Outcome::Copied`]); page checksum failures are warnings naming the file and pages.
 
-use std::collections::BTreeSet;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
+use pgkeep_base::spool::{Sorted, Sorter};
 use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::datadir::{self, DataDir};
 use pgkeep_pg::page::{PAGE_SIZE, PageErrorRange, collapse_errors};
 use pgkeep_repo::info::json::Json;
 use pgkeep_repo::layout;
+use pgkeep_repo::manifest::Checksum;
 use pgkeep_repo::manifest::build::{pg_relative, unchanged};
-use pgkeep_repo::manifest::{Checksum, Manifest};
+use pgkeep_repo::manifest::spool::{Copied, FileList, Outcome, Results};
 use pgkeep_storage::{
     Features, InfoLevel, LinkType, ReadOptions, Storage, StorageInfo, StorageWrite, WriteOptions,
 };
 
 use super::job::{self, CopyResult, FileResult, Job, JobFile, JobSettings, PageResult};
+use super::resume::RESUMED;
 use crate::commands::archive::size_format;
 use crate::log::{Level, Logger};
 
@@ -57,6 +63,10 @@ pub struct Bundling {
 
 /// Everything needed to plan the jobs of a backup.
 pub struct Plan<'a> {
+    /// Label of the backup being written.
+    pub label: &'a str,
+    /// Extension of stored files (compression).
+    pub ext: &'static str,
     /// Stanza.
     pub stanza: &'a str,
     /// PGDATA.
@@ -67,8 +77,6 @@ pub struct Plan<'a> {
     pub bundle: Option<Bundling>,
     /// Delta is in force.
     pub delta: bool,
-    /// Files stored by the interrupted backup being resumed.
-    pub resumed: &'a BTreeSet<String>,
     /// Backup from a standby: where its files are read.
     pub standby: Option<StandbySource<'a>>,
 }
@@ -107,17 +115,61 @@ pub fn pg_file(pg_path: &str, name: &str) -> String {
     format!("{}/{}", pg_path.trim_end_matches('/'), pg_relative(name))
 }
 
-/// One file waiting in the [`Queue`]: what its [`JobFile`] is built from when its job runs. Paths
-/// are not held (they are rebuilt from the name), nor checksums the job does not need; the name is
-/// a range of the queue's one string of names (no allocation per file).
-#[derive(Debug)]
+/// Files a bundle may be chosen from, and the most files the queue holds in memory.
+pub const LOOKAHEAD_FILES: usize = 512;
+/// Small files are read ahead of the workers up to this many bytes ...
+const PREFETCH_BYTES: u64 = 64 * 1024 * 1024;
+/// Files up to this size are read ahead (larger ones are read sequentially, where the kernel's own
+/// readahead already keeps the disk busy).
+const PREFETCH_FILE_MAX: u64 = 4 * 1024 * 1024;
+
+const Q_CHECKSUM: u16 = 1;
+const Q_REPO_CHECKSUM: u16 = 2;
+const Q_PAGE: u16 = 4;
+const Q_EXACT: u16 = 8;
+const Q_IGNORE_MISSING: u16 = 16;
+const Q_DELTA: u16 = 32;
+const Q_REFERENCE: u16 = 64;
+const Q_RESUME: u16 = 128;
+const Q_STANDBY: u16 = 256;
+/// Bytes before the name in a queue record: size, timestamp, index, repo size (8 each), flags
+/// (2), segment (4), name length (4).
+const Q_HEADER: usize = 42;
+/// Where the name length is.
+const Q_NAME_LEN: usize = 38;
+
+fn le_u64(record: &[u8], at: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    if let Some(bytes) = record.get(at..at + 8) {
+        raw.copy_from_slice(bytes);
+    }
+    u64::from_le_bytes(raw)
+}
+
+fn le_u32(record: &[u8], at: usize) -> u32 {
+    let mut raw = [0u8; 4];
+    if let Some(bytes) = record.get(at..at + 4) {
+        raw.copy_from_slice(bytes);
+    }
+    u32::from_le_bytes(raw)
+}
+
+fn record_name(record: &[u8]) -> &[u8] {
+    let len = le_u32(record, Q_NAME_LEN) as usize;
+    record.get(Q_HEADER..Q_HEADER + len).unwrap_or_default()
+}
+
+/// One file waiting to be copied: what its [`JobFile`] is built from when its job runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Queued {
-    name_start: u32,
-    name_len: u32,
+    idx: u64,
+    name: String,
     size: u64,
+    timestamp: i64,
     repo_size: u64,
-    /// Checksums known before the copy (delta, resume); boxed because they are rare.
-    known: Option<Box<Known>>,
+    /// Checksums known before the copy (delta, resume).
+    checksum: Option<Checksum>,
+    repo_checksum: Option<Checksum>,
     checksum_page: Option<u32>,
     copy_exact_size: bool,
     ignore_missing: bool,
@@ -128,31 +180,128 @@ struct Queued {
     standby: bool,
 }
 
-/// Checksums of a queued file known before the copy.
-#[derive(Debug)]
-struct Known {
-    checksum: Option<Checksum>,
-    repo_checksum: Option<Checksum>,
+fn put_checksum(out: &mut Vec<u8>, checksum: &Checksum) {
+    let text = checksum.to_string();
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
 }
 
-/// One job of the [`Queue`]: `len` files from `start` in the queue's file list.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    bundle_id: u32,
-    start: u32,
-    len: u32,
+fn get_checksum(input: &mut &[u8]) -> Result<Checksum> {
+    let corrupt = || Error::new(ErrorKind::Format, "temporary job queue record is corrupt");
+    let len = le_u32(input, 0) as usize;
+    let text = input.get(4..4 + len).ok_or_else(corrupt)?;
+    let text = std::str::from_utf8(text).map_err(|_| corrupt())?;
+    let sum = Checksum::parse(text);
+    *input = input.get(4 + len..).unwrap_or_default();
+    Ok(sum)
 }
 
-/// The jobs of a backup, in the order they run. Held compactly for the whole copy (one name and a
-/// few numbers per file); each [`Job`] is built by the worker that runs it ([`Queue::job`]) and
-/// dropped once its results are folded into the manifest.
-#[derive(Debug)]
+impl Queued {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.timestamp.to_le_bytes());
+        out.extend_from_slice(&self.idx.to_le_bytes());
+        out.extend_from_slice(&self.repo_size.to_le_bytes());
+        let mut flags = 0u16;
+        for (on, flag) in [
+            (self.checksum.is_some(), Q_CHECKSUM),
+            (self.repo_checksum.is_some(), Q_REPO_CHECKSUM),
+            (self.checksum_page.is_some(), Q_PAGE),
+            (self.copy_exact_size, Q_EXACT),
+            (self.ignore_missing, Q_IGNORE_MISSING),
+            (self.delta, Q_DELTA),
+            (self.has_reference, Q_REFERENCE),
+            (self.resume, Q_RESUME),
+            (self.standby, Q_STANDBY),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&self.checksum_page.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&(self.name.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        if let Some(sum) = &self.checksum {
+            put_checksum(out, sum);
+        }
+        if let Some(sum) = &self.repo_checksum {
+            put_checksum(out, sum);
+        }
+    }
+
+    fn decode(record: &[u8]) -> Result<Queued> {
+        let corrupt = || Error::new(ErrorKind::Format, "temporary job queue record is corrupt");
+        let flags = u16::from_le_bytes([
+            record.get(32).copied().unwrap_or(0),
+            record.get(33).copied().unwrap_or(0),
+        ]);
+        let name_len = le_u32(record, Q_NAME_LEN) as usize;
+        let name = record
+            .get(Q_HEADER..Q_HEADER + name_len)
+            .ok_or_else(corrupt)?;
+        let name = String::from_utf8(name.to_vec()).map_err(|_| corrupt())?;
+        let mut rest = record.get(Q_HEADER + name_len..).unwrap_or_default();
+        let checksum = if flags & Q_CHECKSUM != 0 {
+            Some(get_checksum(&mut rest)?)
+        } else {
+            None
+        };
+        let repo_checksum = if flags & Q_REPO_CHECKSUM != 0 {
+            Some(get_checksum(&mut rest)?)
+        } else {
+            None
+        };
+        Ok(Queued {
+            size: le_u64(record, 0),
+            timestamp: le_u64(record, 8) as i64,
+            idx: le_u64(record, 16),
+            repo_size: le_u64(record, 24),
+            checksum,
+            repo_checksum,
+            checksum_page: (flags & Q_PAGE != 0).then(|| le_u32(record, 34)),
+            copy_exact_size: flags & Q_EXACT != 0,
+            ignore_missing: flags & Q_IGNORE_MISSING != 0,
+            delta: flags & Q_DELTA != 0,
+            has_reference: flags & Q_REFERENCE != 0,
+            resume: flags & Q_RESUME != 0,
+            standby: flags & Q_STANDBY != 0,
+            name,
+        })
+    }
+}
+
+/// The queue order of two records (see the module contract).
+type QueueOrder = Box<dyn Fn(&[u8], &[u8]) -> CmpOrdering + Send + Sync>;
+
+fn queue_order(bundle_limit: Option<u64>) -> QueueOrder {
+    Box::new(move |a: &[u8], b: &[u8]| {
+        let (a_size, b_size) = (le_u64(a, 0), le_u64(b, 0));
+        let small = bundle_limit.is_some_and(|l| a_size <= l && b_size <= l);
+        let by_size = if small {
+            CmpOrdering::Equal
+        } else {
+            b_size.cmp(&a_size)
+        };
+        let by_time = if bundle_limit.is_some() {
+            (le_u64(a, 8) as i64).cmp(&(le_u64(b, 8) as i64))
+        } else {
+            CmpOrdering::Equal
+        };
+        by_size
+            .then(by_time)
+            .then_with(|| record_name(b).cmp(record_name(a)))
+    })
+}
+
+/// The jobs of a backup, in the order they run (see the module contract).
 pub struct Queue {
-    /// In job order: the files of job `i` are `jobs[i].start..+len`.
-    files: Vec<Queued>,
-    /// Every queued name, one after the other.
-    names: String,
-    jobs: Vec<Span>,
+    source: Mutex<Source>,
+    total: u64,
+    files: u64,
+    pg_control: bool,
+    bundle: Option<Bundling>,
     stanza: String,
     label: String,
     ext: &'static str,
@@ -160,35 +309,97 @@ pub struct Queue {
     standby_path: Option<String>,
 }
 
+/// The queue's reading end, shared by the workers and the prefetcher.
+struct Source {
+    sorted: Sorted<QueueOrder>,
+    /// The next files, in order (at most [`LOOKAHEAD_FILES`]).
+    ahead: VecDeque<Queued>,
+    /// Bytes of `ahead`.
+    ahead_bytes: u64,
+    /// The first `advised` files of `ahead` have been handed to the prefetcher.
+    advised: usize,
+    exhausted: bool,
+    next_bundle: u64,
+    record: Vec<u8>,
+}
+
+impl Source {
+    /// Read the next file into `ahead`; false at the end.
+    fn read_one(&mut self) -> Result<bool> {
+        if self.exhausted || !self.sorted.next_into(&mut self.record)? {
+            self.exhausted = true;
+            return Ok(false);
+        }
+        let queued = Queued::decode(&self.record)?;
+        self.ahead_bytes += queued.size;
+        self.ahead.push_back(queued);
+        Ok(true)
+    }
+
+    /// Fill `ahead` up to `files` files and `bytes` bytes.
+    fn fill(&mut self, files: usize, bytes: u64) -> Result<()> {
+        while self.ahead.len() < files && self.ahead_bytes < bytes && self.read_one()? {}
+        Ok(())
+    }
+
+    fn take(&mut self, at: usize) -> Option<Queued> {
+        let queued = self.ahead.remove(at)?;
+        self.ahead_bytes -= queued.size;
+        if at < self.advised {
+            self.advised -= 1;
+        }
+        Some(queued)
+    }
+
+    /// The files of the next job and its bundle id (0: not bundled).
+    fn next_job(&mut self, bundle: Option<Bundling>) -> Result<Option<(u64, Vec<Queued>)>> {
+        if self.ahead.is_empty() {
+            self.read_one()?;
+        }
+        let Some(first) = self.take(0) else {
+            return Ok(None);
+        };
+        let Some(b) = bundle.filter(|b| first.size <= b.limit) else {
+            return Ok(Some((0, vec![first])));
+        };
+        self.fill(LOOKAHEAD_FILES, u64::MAX)?;
+        let mut total = first.size;
+        let mut files = vec![first];
+        let mut at = 0;
+        while total < b.size {
+            let Some(next) = self.ahead.get(at) else {
+                break;
+            };
+            if next.size <= b.limit && total + next.size < b.size {
+                total += next.size;
+                files.extend(self.take(at));
+            } else {
+                at += 1;
+            }
+        }
+        let id = self.next_bundle;
+        self.next_bundle += 1;
+        Ok(Some((id, files)))
+    }
+}
+
 impl Queue {
     /// True when there is nothing to copy.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.files == 0
     }
 
     /// Bytes to copy (sizes recorded in the manifest).
     #[must_use]
     pub fn total_size(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.total
     }
 
-    /// Manifest names of the files to copy, in job order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.files.iter().map(|f| self.name(f))
-    }
-
-    fn name(&self, file: &Queued) -> &str {
-        let start = file.name_start as usize;
-        self.names
-            .get(start..start + file.name_len as usize)
-            .unwrap_or_default()
-    }
-
-    fn files_of(&self, span: Span) -> &[Queued] {
-        self.files
-            .get(span.start as usize..(span.start + span.len) as usize)
-            .unwrap_or_default()
+    /// True when pg_control is among the files to copy.
+    #[must_use]
+    pub fn has_pg_control(&self) -> bool {
+        self.pg_control
     }
 
     fn pg_file_of(&self, file: &Queued) -> String {
@@ -196,224 +407,138 @@ impl Queue {
             (Some(standby), true) => standby,
             _ => &self.pg_path,
         };
-        pg_file(pg_path, self.name(file))
+        pg_file(pg_path, &file.name)
     }
 
-    /// The job `idx`, ready to run.
-    #[must_use]
-    pub fn job(&self, idx: usize) -> Option<Job> {
-        let span = *self.jobs.get(idx)?;
-        let files: Vec<JobFile> = self
-            .files_of(span)
-            .iter()
-            .map(|q| {
-                let (checksum, repo_checksum) = match q.known.as_deref() {
-                    Some(k) => (
-                        k.checksum.as_ref().map(ToString::to_string),
-                        k.repo_checksum.as_ref().map(ToString::to_string),
-                    ),
-                    None => (None, None),
-                };
-                JobFile {
-                    name: self.name(q).to_string(),
-                    pg_file: self.pg_file_of(q),
-                    size: q.size,
-                    copy_exact_size: q.copy_exact_size,
-                    ignore_missing: q.ignore_missing,
-                    checksum_page: q.checksum_page,
-                    delta: q.delta,
-                    checksum,
-                    has_reference: q.has_reference,
-                    resume: q.resume,
-                    repo_checksum,
-                    repo_size: q.repo_size,
-                }
+    /// The next job, ready to run; `None` when all have been taken.
+    ///
+    /// # Errors
+    /// Read errors of the queue's temporary file.
+    pub fn next_job(&self) -> Result<Option<Job>> {
+        let next = self
+            .source
+            .lock()
+            .map_err(|_| Error::new(ErrorKind::Assert, "backup job queue lock poisoned"))?
+            .next_job(self.bundle)?;
+        let Some((bundle_id, queued)) = next else {
+            return Ok(None);
+        };
+        let files: Vec<JobFile> = queued
+            .into_iter()
+            .map(|q| JobFile {
+                pg_file: self.pg_file_of(&q),
+                idx: q.idx,
+                name: q.name,
+                size: q.size,
+                copy_exact_size: q.copy_exact_size,
+                ignore_missing: q.ignore_missing,
+                checksum_page: q.checksum_page,
+                delta: q.delta,
+                checksum: q.checksum.as_ref().map(ToString::to_string),
+                has_reference: q.has_reference,
+                resume: q.resume,
+                repo_checksum: q.repo_checksum.as_ref().map(ToString::to_string),
+                repo_size: q.repo_size,
             })
             .collect();
-        let repo_file = if span.bundle_id != 0 {
-            layout::bundle_path(&self.stanza, &self.label, u64::from(span.bundle_id))
+        let repo_file = if bundle_id != 0 {
+            layout::bundle_path(&self.stanza, &self.label, bundle_id)
         } else {
             let name = files.first().map_or("", |f| f.name.as_str());
             layout::backup_file_path(&self.stanza, &self.label, name, self.ext)
         };
-        Some(Job {
+        Ok(Some(Job {
             repo_file,
-            bundle_id: u64::from(span.bundle_id),
+            bundle_id,
             files,
-        })
+        }))
     }
-}
 
-/// Files to copy, in queue order, and the string their names are ranges of.
-fn queue(manifest: &Manifest, plan: &Plan<'_>) -> Result<(Vec<Queued>, String)> {
-    let mut files: Vec<(&String, &pgkeep_repo::manifest::ManifestFile)> = manifest
-        .files
-        .iter()
-        .filter(|(_, file)| {
-            // zero-length files of a bundled backup are never stored
-            let stored_empty = plan.bundle.is_some() && file.size == 0;
-            !stored_empty && !unchanged(file, plan.delta)
-        })
-        .collect();
-    let bundle_limit = plan.bundle.map(|b| b.limit);
-    // descending: larger first; among bundled sizes older first; then name descending
-    // a total order (names are unique): the unstable sort needs no buffer
-    files.sort_unstable_by(|(an, a), (bn, b)| {
-        let small = bundle_limit.is_some_and(|l| a.size <= l && b.size <= l);
-        let by_size = if small {
-            std::cmp::Ordering::Equal
-        } else {
-            b.size.cmp(&a.size)
-        };
-        let by_time = if bundle_limit.is_some() {
-            a.timestamp.cmp(&b.timestamp)
-        } else {
-            std::cmp::Ordering::Equal
-        };
-        by_size.then(by_time).then_with(|| bn.cmp(an))
-    });
-    let names_len: usize = files.iter().map(|(name, _)| name.len()).sum();
-    if u32::try_from(names_len).is_err() || u32::try_from(files.len()).is_err() {
-        return Err(Error::new(
-            ErrorKind::Assert,
-            format!(
-                "unable to queue {} files ({names_len} bytes of names): too many for one backup",
-                files.len()
-            ),
-        ));
-    }
-    let mut names = String::with_capacity(names_len);
-    let queued = files
-        .into_iter()
-        .map(|(name, file)| {
-            let rel = pg_relative(name);
-            let has_reference = file.reference.is_some();
-            let resume = plan.resumed.contains(name);
-            let delta = plan.delta && has_reference && file.size != 0;
-            let repo_checksum = file.checksum_repo.clone().filter(|_| resume);
-            let known = (file.checksum.is_some() && (delta || resume) || repo_checksum.is_some())
-                .then(|| {
-                    Box::new(Known {
-                        checksum: file.checksum.clone(),
-                        repo_checksum,
-                    })
-                });
-            // in range: checked above
-            let name_start = names.len() as u32;
-            names.push_str(name);
-            Queued {
-                name_start,
-                name_len: name.len() as u32,
-                size: file.size,
-                repo_size: file.size_repo,
-                known,
-                checksum_page: file
-                    .checksum_page
-                    .is_some()
-                    .then(|| datadir::segment_no(rel)),
-                copy_exact_size: plan.datadir.copy_exact_size(rel),
-                ignore_missing: rel != datadir::PG_CONTROL,
-                delta,
-                has_reference,
-                resume,
-                standby: plan
-                    .standby
-                    .is_some_and(|standby| standby_file(name, standby.xact_path)),
-            }
-        })
-        .collect();
-    Ok((queued, names))
-}
-
-/// Record that the file at `idx` goes to position `*placed`, the next one.
-fn place(dest: &mut [u32], idx: usize, placed: &mut u32) {
-    if let Some(slot) = dest.get_mut(idx) {
-        *slot = *placed;
-    }
-    *placed += 1;
-}
-
-/// Move every file to its position in `dest` (`dest[i]` = where the file now at `i` goes; a
-/// permutation), in place.
-fn permute(files: &mut [Queued], mut dest: Vec<u32>) {
-    for i in 0..files.len() {
-        while let Some(&j) = dest.get(i) {
-            let j = j as usize;
-            if j == i || j >= files.len() {
-                break;
-            }
-            files.swap(i, j);
-            dest.swap(i, j);
+    /// Paths of small files the workers will read soon that were not yet handed out for read
+    /// ahead; empty when there are none (yet). Best effort: a queue read error ends read ahead.
+    fn prefetch_batch(&self) -> Option<Vec<String>> {
+        let mut source = self.source.lock().ok()?;
+        source.fill(LOOKAHEAD_FILES, PREFETCH_BYTES).ok()?;
+        let start = source.advised;
+        source.advised = source.ahead.len();
+        let batch: Vec<String> = source
+            .ahead
+            .iter()
+            .skip(start)
+            .filter(|f| f.size > 0 && f.size <= PREFETCH_FILE_MAX)
+            .map(|f| self.pg_file_of(f))
+            .collect();
+        if batch.is_empty() && source.exhausted && source.ahead.is_empty() {
+            return None;
         }
+        Some(batch)
     }
 }
 
-/// Group the queue into jobs: single files, or bundles of small files. The files are put in job
-/// order in place (a flag and an index per file meanwhile, never a second queue).
+/// Queue the files of `files` that need copying (one pass over the list, sorted on disk into job
+/// order).
 ///
 /// # Errors
-/// `Assert` when the files or their names are too many to index with 32 bits.
-pub fn jobs(manifest: &Manifest, plan: &Plan<'_>) -> Result<Queue> {
-    let (mut files, names) = queue(manifest, plan)?;
-    let count = files.len();
-    let mut taken = vec![false; count];
-    // dest[i] = position in job order of the file now at i (count fits in u32: checked by queue)
-    let mut dest = vec![0u32; count];
-    let mut placed = 0u32;
-    let mut jobs = Vec::with_capacity(if plan.bundle.is_some() { 0 } else { count });
-    let mut bundle_id = 1u32;
-    let mut start = 0usize;
-    loop {
-        while taken.get(start).copied() == Some(true) {
-            start += 1;
+/// Read errors of the list, write errors of the queue's temporary file.
+pub fn jobs(files: &FileList, plan: &Plan<'_>) -> Result<Queue> {
+    let mut sorter = Sorter::new("jobs", queue_order(plan.bundle.map(|b| b.limit)));
+    let mut total = 0u64;
+    let mut pg_control = false;
+    let mut record = Vec::new();
+    files.for_each(|idx, entry| {
+        let file = &entry.file;
+        // zero-length files of a bundled backup are never stored
+        if (plan.bundle.is_some() && file.size == 0) || unchanged(file, plan.delta) {
+            return Ok(());
         }
-        let (Some(first), Some(flag)) = (files.get(start), taken.get_mut(start)) else {
-            break;
+        let rel = pg_relative(&entry.name);
+        let has_reference = file.reference.is_some();
+        let resume = entry.mark & RESUMED != 0;
+        let delta = plan.delta && has_reference && file.size != 0;
+        let queued = Queued {
+            idx,
+            size: file.size,
+            timestamp: file.timestamp,
+            repo_size: file.size_repo,
+            checksum: file.checksum.clone().filter(|_| delta || resume),
+            repo_checksum: file.checksum_repo.clone().filter(|_| resume),
+            checksum_page: file
+                .checksum_page
+                .is_some()
+                .then(|| datadir::segment_no(rel)),
+            copy_exact_size: plan.datadir.copy_exact_size(rel),
+            ignore_missing: rel != datadir::PG_CONTROL,
+            delta,
+            has_reference,
+            resume,
+            standby: plan
+                .standby
+                .is_some_and(|standby| standby_file(&entry.name, standby.xact_path)),
+            name: entry.name,
         };
-        *flag = true;
-        let span_start = placed;
-        place(&mut dest, start, &mut placed);
-        match plan.bundle {
-            Some(b) if first.size <= b.limit => {
-                let mut total = first.size;
-                let mut idx = start + 1;
-                while total < b.size && idx < count {
-                    if let (Some(file), Some(flag)) = (files.get(idx), taken.get_mut(idx))
-                        && !*flag
-                        && file.size <= b.limit
-                        && total + file.size < b.size
-                    {
-                        total += file.size;
-                        *flag = true;
-                        place(&mut dest, idx, &mut placed);
-                    }
-                    idx += 1;
-                }
-                jobs.push(Span {
-                    bundle_id,
-                    start: span_start,
-                    len: placed - span_start,
-                });
-                bundle_id += 1;
-            }
-            _ => {
-                jobs.push(Span {
-                    bundle_id: 0,
-                    start: span_start,
-                    len: 1,
-                });
-            }
-        }
-    }
-    drop(taken);
-    permute(&mut files, dest);
+        pg_control |= !queued.ignore_missing;
+        total += queued.size;
+        queued.encode(&mut record);
+        sorter.push(&record)
+    })?;
+    let count = sorter.len();
     Ok(Queue {
-        files,
-        names,
-        jobs,
+        source: Mutex::new(Source {
+            sorted: sorter.finish()?,
+            ahead: VecDeque::new(),
+            ahead_bytes: 0,
+            advised: 0,
+            exhausted: false,
+            next_bundle: 1,
+            record: Vec::new(),
+        }),
+        total,
+        files: count,
+        pg_control,
+        bundle: plan.bundle,
         stanza: plan.stanza.to_string(),
-        label: manifest.backup.label.clone(),
-        ext: manifest.options.compress_type.ext(),
+        label: plan.label.to_string(),
+        ext: plan.ext,
         pg_path: plan.pg_path.to_string(),
         standby_path: plan.standby.map(|s| s.pg_path.to_string()),
     })
@@ -565,17 +690,29 @@ fn page_warning(page: &PageResult, file: &str, size: u64) -> Option<String> {
     ))
 }
 
-/// Fold one job's results into the manifest; returns the names removed by the database.
+/// A hex SHA-1 of a job result as 20 bytes.
+fn sha1_bytes(hex: Option<&String>, name: &str) -> Result<Option<[u8; 20]>> {
+    hex.map(|h| {
+        Checksum::parse(h).as_bytes().copied().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Assert,
+                format!("invalid checksum '{h}' computed for '{name}'"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// Record one job's results.
 fn apply(
-    manifest: &mut Manifest,
+    results: &mut Results,
     job: &Job,
-    results: Vec<FileResult>,
+    outcomes: Vec<FileResult>,
     progress: &mut Progress,
     log: &Logger,
-    removed: &mut Vec<String>,
 ) -> Result<()> {
     let detail = log.enabled(Level::Detail);
-    for (file, result) in job.files.iter().zip(results) {
+    for (file, result) in job.files.iter().zip(outcomes) {
         let shown = &file.pg_file;
         let progress_text = progress.text(result.size);
         // the per-file lines are formatted only when someone reads them
@@ -602,40 +739,37 @@ fn apply(
             )),
             CopyResult::Skip => {
                 log.detail(&format!("skip file removed by database {shown}"));
-                removed.push(file.name.clone());
+                results.put(file.idx, &Outcome::Removed)?;
             }
             CopyResult::Copy | CopyResult::ReCopy => {
-                let entry = manifest.files.get_mut(&file.name).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Assert,
-                        format!("unable to find '{}' in manifest file list", file.name),
-                    )
-                })?;
                 if result.result == CopyResult::ReCopy {
                     log.warn(&format!(
                         "resumed backup file {} does not have expected checksum {}. The file will be recopied and backup will continue but this may be an issue unless the resumed backup path in the repository is known to be corrupted.\nNOTE: this does not indicate a problem with the PostgreSQL page checksums.",
                         file.name,
-                        entry.checksum.as_ref().map(ToString::to_string).unwrap_or_default()
+                        file.checksum.as_deref().unwrap_or_default()
                     ));
                 }
                 log.detail(&format!("backup file {shown} ({progress_text}){checksum}"));
-                entry.checksum_page_error = None;
+                let mut copied = Copied {
+                    size: result.size,
+                    size_repo: result.repo_size,
+                    checksum: sha1_bytes(result.checksum.as_ref(), &file.name)?,
+                    checksum_repo: sha1_bytes(result.repo_checksum.as_ref(), &file.name)?,
+                    checksum_page: None,
+                    checksum_page_error: None,
+                    bundle_id: job.bundle_id,
+                    bundle_offset: result.bundle_offset,
+                };
                 if let Some(page) = &result.page {
                     if let Some(warning) = page_warning(page, shown, result.size) {
                         log.warn(&warning);
                     }
-                    entry.checksum_page = Some(page.valid);
+                    copied.checksum_page = Some(page.valid);
                     if !page.valid && page.align {
-                        entry.checksum_page_error = Some(Box::new(page_error_json(&page.errors)));
+                        copied.checksum_page_error = Some(page_error_json(&page.errors));
                     }
                 }
-                entry.size = result.size;
-                entry.size_repo = result.repo_size;
-                entry.checksum = result.checksum.map(Checksum::from);
-                entry.checksum_repo = result.repo_checksum.map(Checksum::from);
-                entry.reference = None;
-                entry.bundle_id = job.bundle_id;
-                entry.bundle_offset = result.bundle_offset;
+                results.put(file.idx, &Outcome::Copied(copied))?;
             }
         }
     }
@@ -658,94 +792,63 @@ pub struct Workers<'a> {
     pub prefetch: bool,
 }
 
-/// Small files are read ahead of the workers up to this many bytes ...
-const PREFETCH_BYTES: u64 = 64 * 1024 * 1024;
-/// ... and this many files.
-const PREFETCH_FILES: usize = 512;
-/// Files up to this size are read ahead (larger ones are read sequentially, where the kernel's own
-/// readahead already keeps the disk busy).
-const PREFETCH_FILE_MAX: u64 = 4 * 1024 * 1024;
-
 /// Ask the kernel to read the small files of the next jobs into the page cache
 /// (`posix_fadvise(WILLNEED)`, which only queues the reads), so a worker finds them there instead
 /// of waiting for the disk once per file: with thousands of small files the copy is otherwise
-/// bound by read latency, not bandwidth. The window is bounded in bytes and files; the hints are
-/// best effort and never fail the backup.
-fn prefetch(queue: &Queue, next: &AtomicUsize, done: &AtomicBool) {
-    let mut ahead = 0usize;
+/// bound by read latency, not bandwidth. The window is the queue's lookahead (bounded in bytes and
+/// files); the hints are best effort and never fail the backup.
+fn prefetch(queue: &Queue, done: &AtomicBool) {
     while !done.load(Ordering::Relaxed) {
-        let head = next.load(Ordering::Relaxed);
-        if head >= queue.jobs.len() {
+        let Some(batch) = queue.prefetch_batch() else {
             return;
-        }
-        ahead = ahead.max(head);
-        let mut bytes = 0u64;
-        let mut files = 0usize;
-        for span in queue.jobs.iter().take(ahead).skip(head) {
-            let job = queue.files_of(*span);
-            bytes += job.iter().map(|f| f.size).sum::<u64>();
-            files += job.len();
-        }
-        let mut issued = false;
-        while bytes < PREFETCH_BYTES && files < PREFETCH_FILES {
-            let Some(span) = queue.jobs.get(ahead) else {
-                break;
-            };
-            for file in queue.files_of(*span) {
-                if file.size > 0
-                    && file.size <= PREFETCH_FILE_MAX
-                    && let Ok(handle) = std::fs::File::open(queue.pg_file_of(file))
-                {
-                    let _ = nix::fcntl::posix_fadvise(
-                        &handle,
-                        0,
-                        0,
-                        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
-                    );
-                }
-                bytes += file.size;
-                files += 1;
-            }
-            ahead += 1;
-            issued = true;
-        }
-        if !issued {
+        };
+        if batch.is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(2));
+            continue;
+        }
+        for path in batch {
+            if let Ok(handle) = std::fs::File::open(path) {
+                let _ = nix::fcntl::posix_fadvise(
+                    &handle,
+                    0,
+                    0,
+                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+                );
+            }
         }
     }
 }
 
-/// Run `jobs` and fold their results into `manifest`. `tick` is called after every result and a
-/// few times a second while waiting, with the bytes of the finished jobs.
+/// Run the jobs of `queue`, recording what they did in `results`. `tick` is called after every
+/// result and a few times a second while waiting, with the results so far and the bytes of the
+/// finished jobs.
 ///
 /// # Errors
-/// The first job error or `tick` error.
+/// The first job error or `tick` error; read and write errors of the temporary files.
 pub fn run(
-    manifest: &mut Manifest,
-    jobs: &Queue,
+    queue: &Queue,
     workers: &Workers<'_>,
-    tick: &mut dyn FnMut(&Manifest, u64) -> Result<()>,
+    results: &mut Results,
+    tick: &mut dyn FnMut(&Results, u64) -> Result<()>,
 ) -> Result<()> {
-    let total = jobs.total_size();
+    let total = queue.total_size();
     let mut progress = Progress { total, done: 0 };
     let mut display = crate::progress::Progress::new(workers.log, "backup", total);
     let live = display.enabled();
     let threads = workers.process_max.max(1);
     let reading: Vec<Arc<AtomicU64>> = (0..threads).map(|_| Arc::default()).collect();
-    let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
-    let mut removed = Vec::new();
     let mut first_error: Option<Error> = None;
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(Job, Result<Vec<FileResult>>)>();
+        let (tx, rx) = mpsc::channel::<Result<(Job, Vec<FileResult>)>>();
         if workers.prefetch {
-            let (next, done) = (&next, &done);
-            scope.spawn(move || prefetch(jobs, next, done));
+            let done = &done;
+            scope.spawn(move || prefetch(queue, done));
         }
         for read in &reading {
             let tx = tx.clone();
-            let (next, abort) = (&next, &abort);
+            let abort = &abort;
             let counted = Counted {
                 inner: workers.pg,
                 read: Arc::clone(read),
@@ -754,15 +857,20 @@ pub fn run(
                 let pg: &dyn Storage = if live { &counted } else { workers.pg };
                 let mut buffer = Vec::new();
                 while !abort.load(Ordering::Relaxed) {
-                    let idx = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.job(idx) else {
-                        break;
+                    let job = match queue.next_job() {
+                        Ok(Some(job)) => job,
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            break;
+                        }
                     };
                     let result =
-                        job::execute(&job, workers.settings, pg, workers.repo, &mut buffer);
+                        job::execute(&job, workers.settings, pg, workers.repo, &mut buffer)
+                            .map(|files| (job, files));
                     counted.read.store(0, Ordering::Relaxed);
                     let failed = result.is_err();
-                    if tx.send((job, result)).is_err() || failed {
+                    if tx.send(result).is_err() || failed {
                         break;
                     }
                 }
@@ -778,27 +886,20 @@ pub fn run(
         let running = || -> u64 { reading.iter().map(|r| r.load(Ordering::Relaxed)).sum() };
         loop {
             match rx.recv_timeout(crate::progress::REDRAW) {
-                Ok((job, Ok(results))) => {
+                Ok(Ok((job, outcomes))) => {
                     if first_error.is_some() {
                         continue;
                     }
-                    let applied = apply(
-                        manifest,
-                        &job,
-                        results,
-                        &mut progress,
-                        workers.log,
-                        &mut removed,
-                    );
-                    if let Err(e) = applied.and_then(|()| tick(manifest, progress.done)) {
+                    let applied = apply(results, &job, outcomes, &mut progress, workers.log);
+                    if let Err(e) = applied.and_then(|()| tick(results, progress.done)) {
                         fail(e, &mut first_error);
                     }
                     display.update(progress.done + running());
                 }
-                Ok((_, Err(e))) => fail(e, &mut first_error),
+                Ok(Err(e)) => fail(e, &mut first_error),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if first_error.is_none()
-                        && let Err(e) = tick(manifest, progress.done)
+                        && let Err(e) = tick(results, progress.done)
                     {
                         fail(e, &mut first_error);
                     }
@@ -810,94 +911,59 @@ pub fn run(
         done.store(true, Ordering::Relaxed);
     });
     display.finish();
-    if let Some(e) = first_error {
-        return Err(e);
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    for name in removed {
-        manifest.files.remove(&name);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use pgkeep_pg::PgVersion;
     use pgkeep_repo::manifest::ManifestFile;
+    use pgkeep_repo::manifest::spool::{FileListWriter, each_final};
 
     use super::*;
 
-    fn manifest(files: &[(&str, u64, i64)]) -> Manifest {
-        use pgkeep_repo::layout::{BackupType, CompressType};
-        use pgkeep_repo::manifest::{ManifestBackup, ManifestBackupDb, ManifestOptions};
-        let mut m = Manifest::new(
-            ManifestBackup {
-                label: "20260101-000000F".to_string(),
-                prior: None,
-                backup_type: BackupType::Full,
-                reference: Vec::new(),
-                archive_start: None,
-                archive_stop: None,
-                lsn_start: None,
-                lsn_stop: None,
-                timestamp_copy_start: 0,
-                timestamp_start: 0,
-                timestamp_stop: 0,
-                bundle: false,
-                bundle_raw: false,
-                block_incr: false,
-            },
-            ManifestBackupDb {
-                id: 1,
-                system_id: 1,
-                catalog_version: 202_209_061,
-                control_version: 1300,
-                version: PgVersion::from_major(15).unwrap(),
-            },
-            ManifestOptions {
-                archive_check: true,
-                archive_copy: false,
-                backup_standby: None,
-                buffer_size: None,
-                checksum_page: None,
-                compress_type: CompressType::Lz4,
-                compress_level: None,
-                compress_level_network: None,
-                delta: None,
-                hardlink: false,
-                online: true,
-                process_max: None,
-            },
-        );
-        for (name, size, ts) in files {
-            m.files.insert(
-                (*name).to_string(),
-                ManifestFile::new(*size, *ts, 0o600, None, None),
-            );
-        }
-        m
+    fn list(files: &[(&str, u64, i64)]) -> FileList {
+        let map: BTreeMap<String, ManifestFile> = files
+            .iter()
+            .map(|(name, size, ts)| {
+                (
+                    (*name).to_string(),
+                    ManifestFile::new(*size, *ts, 0o600, None, None),
+                )
+            })
+            .collect();
+        FileList::from_map(&map).unwrap()
     }
 
-    /// Every job of the queue, as the workers build them.
+    /// Every job of the queue, as the workers take them.
     fn all(queue: &Queue) -> Vec<Job> {
-        (0..queue.jobs.len())
-            .map(|idx| queue.job(idx).unwrap())
-            .collect()
+        let mut jobs = Vec::new();
+        while let Some(job) = queue.next_job().unwrap() {
+            jobs.push(job);
+        }
+        jobs
     }
 
-    fn plan_for<'a>(
-        dd: &'a DataDir,
-        bundle: Option<Bundling>,
-        empty: &'a BTreeSet<String>,
-    ) -> Plan<'a> {
+    fn plan_for(dd: &DataDir, bundle: Option<Bundling>) -> Plan<'_> {
         Plan {
+            label: "20260101-000000F",
+            ext: ".lz4",
             stanza: "demo",
             pg_path: "/pg",
             datadir: dd,
             bundle,
             delta: false,
-            resumed: empty,
             standby: None,
         }
+    }
+
+    fn datadir() -> DataDir {
+        DataDir::new(PgVersion::from_major(15).unwrap(), 202_209_061).unwrap()
     }
 
     #[test]
@@ -925,9 +991,8 @@ mod tests {
         }
         assert!(standby_file("pg_data/pg_clog/0000", "pg_clog"));
 
-        let dd = DataDir::new(PgVersion::from_major(15).unwrap(), 202_209_061).unwrap();
-        let empty = BTreeSet::new();
-        let m = manifest(&[
+        let dd = datadir();
+        let files = list(&[
             ("pg_data/global/pg_control", 8192, 1),
             ("pg_data/base/5/1", 8192, 1),
             ("pg_data/PG_VERSION", 3, 1),
@@ -937,9 +1002,9 @@ mod tests {
                 pg_path: "/standby",
                 xact_path: "pg_xact",
             }),
-            ..plan_for(&dd, None, &empty)
+            ..plan_for(&dd, None)
         };
-        let mut read: Vec<(String, String)> = all(&jobs(&m, &plan).unwrap())
+        let mut read: Vec<(String, String)> = all(&jobs(&files, &plan).unwrap())
             .into_iter()
             .flat_map(|j| j.files)
             .map(|f| (f.name, f.pg_file))
@@ -966,9 +1031,8 @@ mod tests {
 
     #[test]
     fn largest_first_and_bundles_filled_greedily() {
-        let dd = DataDir::new(PgVersion::from_major(15).unwrap(), 202_209_061).unwrap();
-        let empty = BTreeSet::new();
-        let m = manifest(&[
+        let dd = datadir();
+        let files = list(&[
             ("pg_data/a", 10, 5),
             ("pg_data/b", 300, 5),
             ("pg_data/c", 40, 1),
@@ -976,31 +1040,32 @@ mod tests {
             ("pg_data/e", 0, 1),
             ("pg_data/global/pg_control", 8192, 1),
         ]);
-        let plan = plan_for(&dd, None, &empty);
-        let order: Vec<String> = all(&jobs(&m, &plan).unwrap())
+        let queue = jobs(&files, &plan_for(&dd, None)).unwrap();
+        assert_eq!(queue.total_size(), 8192 + 410);
+        assert!(queue.has_pg_control());
+        let order: Vec<(String, u64)> = all(&queue)
             .into_iter()
-            .map(|j| j.files[0].name.clone())
+            .map(|j| (j.files[0].name.clone(), j.files[0].idx))
             .collect();
         assert_eq!(
             order,
             [
-                "pg_data/global/pg_control",
-                "pg_data/b",
-                "pg_data/d",
-                "pg_data/c",
-                "pg_data/a",
-                "pg_data/e"
+                ("pg_data/global/pg_control".to_string(), 5),
+                ("pg_data/b".to_string(), 1),
+                ("pg_data/d".to_string(), 3),
+                ("pg_data/c".to_string(), 2),
+                ("pg_data/a".to_string(), 0),
+                ("pg_data/e".to_string(), 4),
             ]
         );
         let bundled = all(&jobs(
-            &m,
+            &files,
             &plan_for(
                 &dd,
                 Some(Bundling {
                     size: 100,
                     limit: 100,
                 }),
-                &empty,
             ),
         )
         .unwrap());
@@ -1037,41 +1102,74 @@ mod tests {
     }
 
     #[test]
-    fn jobs_are_built_by_the_queue_with_checksums_only_when_needed() {
-        let dd = DataDir::new(PgVersion::from_major(15).unwrap(), 202_209_061).unwrap();
-        let empty = BTreeSet::new();
-        let mut m = manifest(&[
-            ("pg_data/a", 10, 1),
-            ("pg_data/b", 20, 1),
-            ("pg_data/c", 30, 1),
-        ]);
-        // a and b are taken from the prior backup; c is new
-        for name in ["pg_data/a", "pg_data/b"] {
-            let f = m.files.get_mut(name).unwrap();
-            f.reference = Some("20250101-000000F".into());
-            f.checksum = Some(name.replace("pg_data/", "").repeat(40).into());
+    fn a_large_queue_is_read_through_its_window_in_order() {
+        let dd = datadir();
+        let n = 20_000u64;
+        let mut w = FileListWriter::new().unwrap();
+        for i in 0..n {
+            // sizes repeat, so the name breaks ties (descending)
+            let f = ManifestFile::new(1 + (i * 37) % 1000, 1, 0o600, None, None);
+            w.push(&format!("pg_data/base/1/{i:06}"), &f, 0).unwrap();
         }
-        m.files.get_mut("pg_data/c").unwrap().checksum_repo = Some("r".repeat(40).into());
+        let files = w.finish().unwrap();
+        let queue = jobs(&files, &plan_for(&dd, None)).unwrap();
+        // the prefetcher takes part of the window while the workers drain it
+        let batch = queue.prefetch_batch().unwrap();
+        assert_eq!(batch.len(), LOOKAHEAD_FILES);
+        let taken = all(&queue);
+        assert_eq!(taken.len() as u64, n);
+        let keys: Vec<(u64, String)> = taken
+            .iter()
+            .map(|j| (j.files[0].size, j.files[0].name.clone()))
+            .collect();
+        assert!(
+            keys.windows(2)
+                .all(|w| w[0].0 > w[1].0 || (w[0].0 == w[1].0 && w[0].1 > w[1].1)),
+            "size descending, then name descending"
+        );
+        assert!(queue.prefetch_batch().is_none(), "exhausted");
+    }
+
+    #[test]
+    fn jobs_carry_checksums_only_when_needed() {
+        let dd = datadir();
+        let mut w = FileListWriter::new().unwrap();
+        // a and b are taken from the prior backup; c is new and was stored by a resumed backup
+        for name in ["pg_data/a", "pg_data/b"] {
+            let mut f = ManifestFile::new(
+                if name.ends_with('a') { 10 } else { 20 },
+                1,
+                0o600,
+                None,
+                None,
+            );
+            f.reference = Some("20250101-000000F".into());
+            f.checksum = Some(Checksum::parse(&name.replace("pg_data/", "").repeat(40)));
+            w.push(name, &f, 0).unwrap();
+        }
+        let mut c = ManifestFile::new(30, 1, 0o600, None, None);
+        c.checksum_repo = Some(Checksum::parse(&"e".repeat(40)));
+        w.push("pg_data/c", &c, RESUMED).unwrap();
+        let files = w.finish().unwrap();
         // without delta the referenced files need no copy at all
-        let plain = all(&jobs(&m, &plan_for(&dd, None, &empty)).unwrap());
+        let plain = all(&jobs(&files, &plan_for(&dd, None)).unwrap());
         let names: Vec<&str> = plain.iter().map(|j| j.files[0].name.as_str()).collect();
         assert_eq!(names, ["pg_data/c"]);
         assert_eq!(plain[0].files[0].checksum, None);
-        assert_eq!(plain[0].files[0].repo_checksum, None);
+        assert_eq!(plain[0].files[0].repo_checksum, Some("e".repeat(40)));
         assert_eq!(plain[0].files[0].pg_file, "/pg/c");
+        assert!(plain[0].files[0].resume);
         assert_eq!(
             plain[0].repo_file,
             "backup/demo/20260101-000000F/pg_data/c.lz4"
         );
-        // with delta they are compared, so they carry their checksum; a resumed file its stored one
-        let resumed: BTreeSet<String> = ["pg_data/c".to_string()].into();
+        // with delta they are compared, so they carry their checksum
         let plan = Plan {
             delta: true,
-            resumed: &resumed,
-            ..plan_for(&dd, None, &empty)
+            ..plan_for(&dd, None)
         };
-        let delta = all(&jobs(&m, &plan).unwrap());
-        let got: Vec<(&str, bool, Option<&str>, Option<&str>)> = delta
+        let delta = all(&jobs(&files, &plan).unwrap());
+        let got: Vec<(&str, bool, Option<&str>, bool)> = delta
             .iter()
             .map(|j| {
                 let f = &j.files[0];
@@ -1079,19 +1177,18 @@ mod tests {
                     f.name.as_str(),
                     f.delta,
                     f.checksum.as_deref().map(|c| &c[..1]),
-                    f.repo_checksum.as_deref().map(|c| &c[..1]),
+                    f.resume,
                 )
             })
             .collect();
         assert_eq!(
             got,
             [
-                ("pg_data/c", false, None, Some("r")),
-                ("pg_data/b", true, Some("b"), None),
-                ("pg_data/a", true, Some("a"), None),
+                ("pg_data/c", false, None, true),
+                ("pg_data/b", true, Some("b"), false),
+                ("pg_data/a", true, Some("a"), false),
             ]
         );
-        assert!(delta[0].files[0].resume && !delta[1].files[0].resume);
     }
 
     #[test]
@@ -1101,19 +1198,17 @@ mod tests {
         std::fs::create_dir_all(pg_path.join("global")).unwrap();
         std::fs::write(pg_path.join("global/pg_control"), vec![1u8; 8192]).unwrap();
         std::fs::write(pg_path.join("kept"), b"abc").unwrap();
-        let mut m = manifest(&[
+        let files = list(&[
+            ("pg_data/dropped", 5, 1),
             ("pg_data/global/pg_control", 8192, 1),
             ("pg_data/kept", 3, 1),
-            ("pg_data/dropped", 5, 1),
         ]);
-        let dd = DataDir::new(PgVersion::from_major(15).unwrap(), 202_209_061).unwrap();
-        let empty = BTreeSet::new();
+        let dd = datadir();
         let pg_path = pg_path.to_str().unwrap().to_string();
         let plan = Plan {
             pg_path: &pg_path,
-            ..plan_for(&dd, None, &empty)
+            ..plan_for(&dd, None)
         };
-        let jobs = jobs(&m, &plan).unwrap();
         let repo =
             pgkeep_storage::posix::PosixStorage::new(dir.path().join("repo").to_str().unwrap());
         let settings = JobSettings {
@@ -1138,15 +1233,27 @@ mod tests {
             prefetch: true,
         };
         let mut ticks = 0;
-        run(&mut m, &jobs, &workers, &mut |_, _| {
-            ticks += 1;
+        let mut results = Results::new().unwrap();
+        run(
+            &jobs(&files, &plan).unwrap(),
+            &workers,
+            &mut results,
+            &mut |_, _| {
+                ticks += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(ticks >= 2);
+        let mut got = BTreeMap::new();
+        each_final(&files, Some(&results), &BTreeMap::new(), &mut |name, f| {
+            got.insert(name.to_string(), f.clone());
             Ok(())
         })
         .unwrap();
-        assert!(ticks >= 2);
-        let names: Vec<&str> = m.files.keys().map(String::as_str).collect();
+        let names: Vec<&str> = got.keys().map(String::as_str).collect();
         assert_eq!(names, ["pg_data/global/pg_control", "pg_data/kept"]);
-        let kept = &m.files["pg_data/kept"];
+        let kept = &got["pg_data/kept"];
         assert_eq!(kept.size, 3);
         assert!(kept.checksum.is_some() && kept.checksum_repo.is_some());
         assert!(
@@ -1156,7 +1263,14 @@ mod tests {
         );
         // an error in a job (pg_control gone) ends the run with that error
         std::fs::remove_file(dir.path().join("pg/global/pg_control")).unwrap();
-        let err = run(&mut m, &jobs, &workers, &mut |_, _| Ok(())).unwrap_err();
+        let mut results = Results::new().unwrap();
+        let err = run(
+            &jobs(&files, &plan).unwrap(),
+            &workers,
+            &mut results,
+            &mut |_, _| Ok(()),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::FileMissing);
     }
 

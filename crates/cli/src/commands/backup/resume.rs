@@ -8,34 +8,44 @@
 //! - Cleaning walks the resumed directory: paths the new manifest lacks are removed, and a stored
 //!   file is kept only when both manifests list it without a reference, with the same size (and
 //!   mtime unless delta), a checksum recorded, and the backup's compression. Kept files take over
-//!   the stored checksums and sizes and are re-verified by the copy phase before being trusted;
-//!   everything else (links, special files, bundles) is removed.
+//!   the stored checksums and sizes, are marked [`RESUMED`] in the new file list and are
+//!   re-verified by the copy phase before being trusted; everything else (links, special files,
+//!   bundles) is removed.
+//! - Memory does not grow with the number of files: the stored files' names are sorted on disk and
+//!   merged in name order with the new file list, then with the resumed manifest's entries, which
+//!   are streamed from the repository ([`LazyManifest`]).
 //! - The aborted backup is never in backup.info, so it is never listed as a valid backup.
-
-use std::collections::BTreeSet;
 
 use pgkeep_base::Result;
 use pgkeep_base::compress::CompressType;
-use pgkeep_repo::info::{BACKREST_VERSION, load_info_file};
+use pgkeep_base::spool::Sorter;
+use pgkeep_repo::info::BACKREST_VERSION;
 use pgkeep_repo::layout;
-use pgkeep_repo::manifest::Manifest;
-use pgkeep_storage::{FileType, InfoLevel, Storage, join};
+use pgkeep_repo::manifest::spool::{Cursor, Entry, FileList};
+use pgkeep_repo::manifest::{LazyManifest, Manifest, ManifestFile};
+use pgkeep_storage::{FileType, InfoLevel, Storage, StorageInfo, join};
 
 use crate::log::{Level, Logger};
+
+/// Mark of a file list entry whose stored copy is kept from the resumed backup.
+pub const RESUMED: u8 = 1;
+/// Mark while cleaning: stored with the right compression, not yet checked against the resumed
+/// manifest.
+const STORED: u8 = 2;
 
 /// The newest unfinished backup, when it can be resumed as the backup described by `manifest`;
 /// an unusable one is removed.
 ///
 /// # Errors
 /// Storage errors while listing or removing.
-pub fn find(
-    repo: &dyn Storage,
+pub fn find<'r>(
+    repo: &'r dyn Storage,
     stanza: &str,
     manifest: &Manifest,
     resume: bool,
     backup_pass: Option<&str>,
     log: &Logger,
-) -> Result<Option<Manifest>> {
+) -> Result<Option<LazyManifest<'r>>> {
     let mut labels: Vec<String> = repo
         .list(&layout::backup_path(stanza), InfoLevel::Exists)?
         .unwrap_or_default()
@@ -60,9 +70,10 @@ pub fn find(
     } else if !resume {
         "resume is disabled".to_string()
     } else {
-        match load_info_file::<Manifest>(repo, &copy_file, backup_pass) {
+        // the main file is absent: this reads the copy, its file entries left in the repository
+        match LazyManifest::load(repo, &manifest_file, backup_pass) {
             Err(_) => format!("unable to read {}.copy", join(repo.root(), &manifest_file)),
-            Ok(found) => match usable(&found, manifest) {
+            Ok(found) => match usable(&found.manifest, manifest) {
                 None => return Ok(Some(found)),
                 Some(reason) => reason,
             },
@@ -110,67 +121,70 @@ fn usable(found: &Manifest, new: &Manifest) -> Option<String> {
 }
 
 /// Clean the resumed backup directory of `manifest.backup.label` against `manifest` (already
-/// labelled) and `resumed`; returns the files kept, whose manifest entries now carry the stored
-/// checksums and sizes.
+/// labelled), its `files` and the `resumed` manifest; returns the new file list, in which the
+/// files kept carry the stored checksums and sizes and the [`RESUMED`] mark.
 ///
 /// # Errors
-/// Storage errors.
+/// Storage errors; read and write errors of the temporary files.
 pub fn clean(
     repo: &dyn Storage,
     stanza: &str,
-    manifest: &mut Manifest,
-    resumed: &Manifest,
+    manifest: &Manifest,
+    files: &FileList,
+    resumed: &LazyManifest,
     delta: bool,
     log: &Logger,
-) -> Result<BTreeSet<String>> {
-    let mut kept = BTreeSet::new();
+) -> Result<FileList> {
     let base = layout::backup_label_path(stanza, &manifest.backup.label);
-    let mut stack: Vec<(String, Option<String>)> = vec![(base, None)];
+    let compress = manifest.options.compress_type;
+    let remove = |path: &str, reason: &str| -> Result<()> {
+        log.detail(&format!(
+            "remove file '{}' from resumed backup ({reason})",
+            join(repo.root(), path)
+        ));
+        repo.remove(path, true)
+    };
+
+    // the stored files, sorted on disk: `<manifest name>\0<stored path>`
+    let mut stored = Sorter::new("resume", |a: &[u8], b: &[u8]| a.cmp(b));
+    let mut stack: Vec<(String, Option<String>)> = vec![(base.clone(), None)];
     while let Some((dir, parent)) = stack.pop() {
-        let mut entries = repo.list(&dir, InfoLevel::Exists)?.unwrap_or_default();
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        for entry in entries {
-            if parent.is_none() && entry.name == layout::copy_path(layout::MANIFEST_FILE).as_str() {
-                continue;
+        let mut later: Vec<StorageInfo> = Vec::new();
+        repo.list_each(&dir, InfoLevel::Exists, &mut |entry| {
+            if entry.file_type != FileType::File {
+                later.push(entry);
+                return Ok(());
             }
+            let name = match &parent {
+                Some(p) => format!("{p}/{}", entry.name),
+                None if entry.name == layout::copy_path(layout::MANIFEST_FILE) => return Ok(()),
+                None => entry.name.clone(),
+            };
+            let path = format!("{dir}/{}", entry.name);
+            let ext = CompressType::from_file_name(&name)
+                .unwrap_or(CompressType::None)
+                .ext();
+            let name = name.strip_suffix(ext).unwrap_or(&name);
+            stored.push(format!("{name}\0{path}").as_bytes())
+        })?;
+        later.sort_by(|a, b| a.name.cmp(&b.name));
+        for entry in later {
             let name = match &parent {
                 Some(p) => format!("{p}/{}", entry.name),
                 None => entry.name.clone(),
             };
             let path = format!("{dir}/{}", entry.name);
             match entry.file_type {
+                FileType::Path if manifest.paths.contains_key(&name) => {
+                    stack.push((path, Some(name)));
+                }
                 FileType::Path => {
-                    if manifest.paths.contains_key(&name) {
-                        stack.push((path, Some(name)));
-                    } else {
-                        log.detail(&format!(
-                            "remove path '{}' from resumed backup",
-                            join(repo.root(), &path)
-                        ));
-                        repo.remove_path(&path, true)?;
-                    }
+                    log.detail(&format!(
+                        "remove path '{}' from resumed backup",
+                        join(repo.root(), &path)
+                    ));
+                    repo.remove_path(&path, true)?;
                 }
-                FileType::File => {
-                    let compress =
-                        CompressType::from_file_name(&name).unwrap_or(CompressType::None);
-                    let name = name
-                        .strip_suffix(compress.ext())
-                        .unwrap_or(&name)
-                        .to_string();
-                    match keep_reason(manifest, resumed, &name, compress, delta) {
-                        None => {
-                            kept.insert(name);
-                        }
-                        Some(reason) => {
-                            log.detail(&format!(
-                                "remove file '{}' from resumed backup ({reason})",
-                                join(repo.root(), &path)
-                            ));
-                            repo.remove(&path, true)?;
-                        }
-                    }
-                }
-                FileType::Link => repo.remove(&path, true)?,
                 FileType::Special => {
                     log.warn(&format!(
                         "remove special file '{}' from resumed backup",
@@ -178,32 +192,87 @@ pub fn clean(
                     ));
                     repo.remove(&path, true)?;
                 }
+                FileType::Link | FileType::File => repo.remove(&path, true)?,
             }
         }
     }
-    Ok(kept)
+
+    // first pass: stored files against the new list
+    let mut stored = stored.finish()?;
+    let mut record = Vec::new();
+    let mut next_stored = |record: &mut Vec<u8>| -> Result<Option<(String, String)>> {
+        if !stored.next_into(record)? {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(record);
+        let (name, path) = text.split_once('\0').unwrap_or((&text, ""));
+        Ok(Some((name.to_string(), path.to_string())))
+    };
+    let mut current = next_stored(&mut record)?;
+    let mismatched =
+        |path: &str| CompressType::from_file_name(path).unwrap_or(CompressType::None) != compress;
+    let mut first = files.rewriter()?;
+    let mut iter = files.iter();
+    while let Some((_, mut entry)) = iter.next_entry()? {
+        entry.mark = 0;
+        while let Some((name, path)) = current.as_ref().filter(|(n, _)| *n <= entry.name) {
+            if mismatched(path) {
+                remove(path, "mismatched compression type")?;
+            } else if *name != entry.name {
+                remove(path, "missing in manifest")?;
+            } else if entry.file.reference.is_some() {
+                remove(path, "reference in manifest")?;
+            } else {
+                entry.mark = STORED;
+            }
+            current = next_stored(&mut record)?;
+        }
+        first.push(&entry.name, &entry.file, entry.mark)?;
+    }
+    while let Some((_, path)) = current {
+        let reason = if mismatched(&path) {
+            "mismatched compression type"
+        } else {
+            "missing in manifest"
+        };
+        remove(&path, reason)?;
+        current = next_stored(&mut record)?;
+    }
+    let first = first.finish()?;
+
+    // second pass: stored files against the resumed manifest
+    let stored_path = |name: &str| format!("{base}/{name}{}", compress.ext());
+    let mut out = first.rewriter()?;
+    let mut write = |mut e: Entry| -> Result<()> {
+        if e.mark == STORED {
+            remove(&stored_path(&e.name), "missing in resumed manifest")?;
+            e.mark = 0;
+        }
+        out.push(&e.name, &e.file, e.mark)
+    };
+    let mut cursor = Cursor::new(&first)?;
+    resumed.for_each_file(|name, old| {
+        let Some(entry) = cursor.seek(name, &mut write)? else {
+            return Ok(());
+        };
+        if entry.mark != STORED {
+            return Ok(());
+        }
+        match keep_reason(&mut entry.file, &old, delta) {
+            None => entry.mark = RESUMED,
+            Some(reason) => {
+                remove(&stored_path(name), reason)?;
+                entry.mark = 0;
+            }
+        }
+        Ok(())
+    })?;
+    cursor.drain(&mut write)?;
+    out.finish()
 }
 
-/// `None` when the stored file can be kept (and the manifest entry was updated), else why not.
-fn keep_reason(
-    manifest: &mut Manifest,
-    resumed: &Manifest,
-    name: &str,
-    compress: CompressType,
-    delta: bool,
-) -> Option<&'static str> {
-    if compress != manifest.options.compress_type {
-        return Some("mismatched compression type");
-    }
-    let Some(file) = manifest.files.get_mut(name) else {
-        return Some("missing in manifest");
-    };
-    if file.reference.is_some() {
-        return Some("reference in manifest");
-    }
-    let Some(old) = resumed.files.get(name) else {
-        return Some("missing in resumed manifest");
-    };
+/// `None` when the stored file can be kept (and `file` took over the stored facts), else why not.
+fn keep_reason(file: &mut ManifestFile, old: &ManifestFile, delta: bool) -> Option<&'static str> {
     if old.reference.is_some() {
         return Some("reference in resumed manifest");
     }

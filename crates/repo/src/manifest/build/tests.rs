@@ -11,6 +11,37 @@ use crate::info::InfoFile;
 use crate::layout::CompressType;
 use crate::manifest::{ManifestBackup, ManifestBackupDb, ManifestOptions};
 
+/// [`build`] with the file list put in `manifest.files`.
+fn build_into(
+    storage: &dyn Storage,
+    manifest: &mut Manifest,
+    opts: &BuildOptions<'_>,
+) -> Result<Vec<Note>> {
+    let (notes, list) = build(storage, manifest, opts)?;
+    manifest.files = list.to_map()?;
+    Ok(notes)
+}
+
+/// [`validate_build`] of `m.files`.
+fn validate(m: &mut Manifest, delta: bool, copy_start: i64) -> Option<String> {
+    let list = FileList::from_map(&m.files).unwrap();
+    validate_build(m, &list, delta, copy_start).unwrap()
+}
+
+/// [`build_incr`] of `m.files`, the new list put back in `m.files`.
+fn incr(
+    m: &mut Manifest,
+    prior: &LazyManifest,
+    backup_type: BackupType,
+    archive_start: Option<&str>,
+    bundle: bool,
+) -> Result<IncrPlan> {
+    let list = FileList::from_map(&m.files)?;
+    let (plan, out) = build_incr(m, &list, prior, backup_type, archive_start, bundle)?;
+    m.files = out.to_map()?;
+    Ok(plan)
+}
+
 fn empty_manifest(online: bool) -> Manifest {
     let version = PgVersion::from_major(15).unwrap();
     Manifest::new(
@@ -129,7 +160,7 @@ fn build_site(online: bool) -> (tempfile::TempDir, Manifest, Vec<Note>, String, 
         tablespaces: Some(&tablespaces),
     };
     let mut manifest = empty_manifest(online);
-    let notes = build(&storage, &mut manifest, &opts).unwrap();
+    let notes = build_into(&storage, &mut manifest, &opts).unwrap();
     (dir, manifest, notes, data, ts)
 }
 
@@ -257,7 +288,7 @@ fn offline_keeps_wal_and_names_tablespaces_by_oid() {
         tablespaces: None,
     };
     let mut m = empty_manifest(false);
-    build(&PosixStorage::new("/"), &mut m, &opts).unwrap();
+    build_into(&PosixStorage::new("/"), &mut m, &opts).unwrap();
     assert!(
         m.files
             .contains_key("pg_data/pg_wal/000000010000000000000001")
@@ -288,7 +319,7 @@ fn link_rules_are_enforced() {
             exclude: &[],
             tablespaces: Some(&[(16400, "ts1".to_string())]),
         };
-        build(&storage, &mut empty_manifest(true), &opts)
+        build_into(&storage, &mut empty_manifest(true), &opts)
     };
     // a second link to the same directory
     let ext = dir.path().join("ext/dirlink");
@@ -345,7 +376,7 @@ fn link_rules_are_enforced() {
         exclude: &[],
         tablespaces: Some(&[]),
     };
-    let err = build(&storage, &mut empty_manifest(true), &opts).unwrap_err();
+    let err = build_into(&storage, &mut empty_manifest(true), &opts).unwrap_err();
     assert_eq!(
         err.message(),
         "tablespace with oid 16400 not found in tablespace map"
@@ -406,10 +437,10 @@ fn unchanged_names<'a>(m: &'a Manifest, plan: &IncrPlan) -> Vec<&'a str> {
 #[test]
 fn incr_references_flattened_and_unchanged_skipped() {
     let (prior, mut current) = prior_and_current();
-    assert_eq!(validate_build(&mut current, false, 200), None);
+    assert_eq!(validate(&mut current, false, 200), None);
     assert_eq!(current.backup.timestamp_copy_start, 201);
     let mut from_text = current.clone();
-    let plan = build_incr(
+    let plan = incr(
         &mut current,
         &LazyManifest::from(prior.clone()),
         BackupType::Incr,
@@ -440,7 +471,7 @@ fn incr_references_flattened_and_unchanged_skipped() {
         },
     );
     let stored = LazyManifest::from_plain(saved.to_bytes().unwrap(), "").unwrap();
-    let plan_text = build_incr(
+    let plan_text = incr(
         &mut from_text,
         &stored,
         BackupType::Incr,
@@ -491,8 +522,8 @@ fn incr_references_flattened_and_unchanged_skipped() {
 fn delta_is_forced_by_anomalies() {
     // timeline switch
     let (prior, mut current) = prior_and_current();
-    validate_build(&mut current, false, 200);
-    let plan = build_incr(
+    validate(&mut current, false, 200);
+    let plan = incr(
         &mut current,
         &LazyManifest::from(prior.clone()),
         BackupType::Diff,
@@ -509,8 +540,8 @@ fn delta_is_forced_by_anomalies() {
     // online changed
     let (mut prior, mut current) = prior_and_current();
     prior.options.online = false;
-    validate_build(&mut current, false, 200);
-    let plan = build_incr(
+    validate(&mut current, false, 200);
+    let plan = incr(
         &mut current,
         &LazyManifest::from(prior.clone()),
         BackupType::Incr,
@@ -523,8 +554,8 @@ fn delta_is_forced_by_anomalies() {
     // a file older than in the prior backup
     let (prior, mut current) = prior_and_current();
     current.files.get_mut("pg_data/same").unwrap().timestamp = 50;
-    validate_build(&mut current, false, 200);
-    let plan = build_incr(
+    validate(&mut current, false, 200);
+    let plan = incr(
         &mut current,
         &LazyManifest::from(prior.clone()),
         BackupType::Incr,
@@ -542,8 +573,8 @@ fn delta_is_forced_by_anomalies() {
     // same mtime, other size
     let (prior, mut current) = prior_and_current();
     current.files.get_mut("pg_data/same").unwrap().size = 11;
-    validate_build(&mut current, false, 200);
-    let plan = build_incr(
+    validate(&mut current, false, 200);
+    let plan = incr(
         &mut current,
         &LazyManifest::from(prior.clone()),
         BackupType::Incr,
@@ -556,7 +587,7 @@ fn delta_is_forced_by_anomalies() {
 
     // a timestamp in the future of the copy start
     let (_, mut current) = prior_and_current();
-    let warning = validate_build(&mut current, false, 120).unwrap();
+    let warning = validate(&mut current, false, 120).unwrap();
     assert!(
         warning.contains("in the future (relative to copy start 120)"),
         "{warning}"
@@ -567,8 +598,8 @@ fn delta_is_forced_by_anomalies() {
 #[test]
 fn bundled_empty_files_are_never_referenced() {
     let (prior, mut current) = prior_and_current();
-    validate_build(&mut current, false, 200);
-    let plan = build_incr(
+    validate(&mut current, false, 200);
+    let plan = incr(
         &mut current,
         &LazyManifest::from(prior.clone()),
         BackupType::Incr,
