@@ -1,9 +1,11 @@
 //! Faults at the command level on a real cluster: a disk write that fails part way through a
 //! backup, an archive-push and a restore (the real kernel refusing the write: `RLIMIT_FSIZE` with
 //! `SIGXFSZ` ignored, so `write()` fails with `EFBIG` exactly where a full disk would fail with
-//! `ENOSPC`), and commands racing each other on one stanza. After each fault the repository must be
-//! as it was: a one-line error with a non-zero exit, nothing new listed, no temp file left,
-//! `verify` clean, and the next run succeeds.
+//! `ENOSPC`), a backup into a repository on a small tmpfs that fills up (the kernel's own
+//! `ENOSPC`; mounting needs root, and the test fails saying so without it), and commands racing
+//! each other on one stanza. After each fault the repository must be as it was: a one-line error
+//! with a non-zero exit, nothing new listed, no temp file left, `verify` clean, and the next run
+//! succeeds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -215,6 +217,135 @@ fn failed_disk_writes_leave_the_repository_as_it_was() {
         1,
         "{current} stored once"
     );
+}
+
+/// A tmpfs mounted on a directory for the length of a test; unmounted (lazily, so a process still
+/// inside cannot keep it) when dropped, also when an assertion failed.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mount a `size_mib` MiB tmpfs on `dir` (created), owned by the owner of `owner_of` so the
+    /// cluster's OS user can write it. Fails the test with the reason when the mount is refused.
+    fn mount(dir: &Path, size_mib: u64, owner_of: &Path) -> Tmpfs {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let owner = std::fs::metadata(owner_of).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!(
+                "size={size_mib}m,uid={},gid={},mode=0700",
+                owner.uid(),
+                owner.gid()
+            ))
+            .arg("pgkeep-test-enospc")
+            .arg(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("unable to run mount (needs root): {e}"));
+        assert!(
+            out.status.success(),
+            "unable to mount a {size_mib} MiB tmpfs on '{}' ({}; the test needs root): {}",
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Tmpfs {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Grow (or shrink) the mounted tmpfs to `size_mib` MiB.
+    fn resize(&self, size_mib: u64) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size_mib}m")])
+            .arg(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("unable to run mount: {e}"));
+        assert!(
+            out.status.success(),
+            "unable to resize the tmpfs on '{}' to {size_mib} MiB: {}",
+            self.dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        match Command::new("umount").arg("-l").arg(&self.dir).output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "unable to unmount '{}': {}",
+                self.dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("unable to run umount -l '{}': {e}", self.dir.display()),
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_the_repository_as_it_was() {
+    let site = Site::new(Some(PGKEEP));
+    let c = &site.cluster;
+    // The table's WAL must not reach the small disk: it is made and archived while the
+    // repository is an ordinary directory, which is then moved aside.
+    let settings = "compress-type=lz4\nprocess-max=2\n";
+    site.write_conf(settings);
+    site.ok(PGKEEP, &["--stanza=demo", "stanza-create"]);
+    c.psql("create table big (i int, s text)").unwrap();
+    // about 35 MB of distinct hex digits: lz4 finds no repeats in them, so the stored files
+    // stay about this size
+    c.psql(
+        "insert into big select i, md5(i::text) || md5('a' || i) || md5('b' || i) \
+         from generate_series(1, 240000) i",
+    )
+    .unwrap();
+    crate::common::archive_now(c);
+
+    let repo = site.repo();
+    std::fs::rename(&repo, site.dir.path().join("scratch-repo")).unwrap();
+
+    // the repository now: a 16 MiB tmpfs, room for stanza-create but not for the backup (about
+    // 34 MiB stored once it succeeds); declared after `site`, so unmounted before its temp dir
+    // is removed
+    let disk = Tmpfs::mount(&repo, 16, site.dir.path());
+    site.ok(PGKEEP, &["--stanza=demo", "stanza-create"]);
+    assert_eq!(listed(&site), Vec::<String>::new());
+    let info_files = ["backup.info", "backup.info.copy"].map(|n| repo.join("backup/demo").join(n));
+    let info_before = info_files.each_ref().map(|p| std::fs::read(p).unwrap());
+
+    let out = site.run(PGKEEP, &["--stanza=demo", "backup", "--type=full"]);
+    let line = one_error_line(&out, "full backup onto a full disk");
+    assert!(
+        line.contains("[28] No space left on device") && line.contains(&repo.display().to_string()),
+        "the error names the repository file and the cause: {line}"
+    );
+    eprintln!("backup onto a full disk: {line}");
+    assert_eq!(
+        listed(&site),
+        Vec::<String>::new(),
+        "nothing listed after the failed backup"
+    );
+    for (path, before) in info_files.iter().zip(&info_before) {
+        assert_eq!(
+            &std::fs::read(path).unwrap(),
+            before,
+            "{} unchanged after the failed backup",
+            path.display()
+        );
+    }
+    assert_eq!(temp_files(&repo), Vec::<PathBuf>::new(), "temp files left");
+    verify_clean(&site, "after the backup onto a full disk");
+
+    // room made: the next run succeeds and is listed
+    disk.resize(256);
+    site.ok(PGKEEP, &["--stanza=demo", "backup", "--type=full"]);
+    assert_eq!(listed(&site).len(), 1, "the backup is listed");
+    assert_eq!(temp_files(&repo), Vec::<PathBuf>::new(), "temp files left");
+    verify_clean(&site, "after the backup with room");
+    drop(disk);
 }
 
 /// Start pgkeep as the cluster owner in the background.
