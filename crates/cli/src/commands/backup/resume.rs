@@ -296,3 +296,172 @@ fn keep_reason(file: &mut ManifestFile, old: &ManifestFile, delta: bool) -> Opti
         .clone_from(&old.checksum_page_error);
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use pgkeep_pg::PgVersion;
+    use pgkeep_repo::layout::BackupType;
+    use pgkeep_repo::manifest::{
+        Checksum, ManifestBackup, ManifestBackupDb, ManifestOptions, ManifestPath,
+    };
+    use pgkeep_storage::posix::PosixStorage;
+
+    use super::*;
+
+    const LABEL: &str = "20260101-000000F";
+
+    fn manifest() -> Manifest {
+        let mut m = Manifest::new(
+            ManifestBackup {
+                label: LABEL.to_string(),
+                prior: None,
+                backup_type: BackupType::Full,
+                reference: Vec::new(),
+                archive_start: None,
+                archive_stop: None,
+                lsn_start: None,
+                lsn_stop: None,
+                timestamp_copy_start: 0,
+                timestamp_start: 0,
+                timestamp_stop: 0,
+                bundle: false,
+                bundle_raw: false,
+                block_incr: false,
+            },
+            ManifestBackupDb {
+                id: 1,
+                system_id: 1,
+                catalog_version: 202_209_061,
+                control_version: 1300,
+                version: PgVersion::from_major(15).unwrap(),
+            },
+            ManifestOptions {
+                archive_check: true,
+                archive_copy: false,
+                backup_standby: None,
+                buffer_size: None,
+                checksum_page: None,
+                compress_type: CompressType::Lz4,
+                compress_level: None,
+                compress_level_network: None,
+                delta: None,
+                hardlink: false,
+                online: true,
+                process_max: None,
+            },
+        );
+        m.paths.insert(
+            "pg_data".to_string(),
+            ManifestPath {
+                mode: 0o700,
+                user: None,
+                group: None,
+                extra: BTreeMap::new(),
+            },
+        );
+        m
+    }
+
+    fn file(size: u64) -> ManifestFile {
+        ManifestFile::new(size, 100, 0o600, None, None)
+    }
+
+    fn stored(size: u64, sum: u8) -> ManifestFile {
+        let mut f = file(size);
+        f.checksum = Some(Checksum::from_bytes([sum; 20]));
+        f.checksum_repo = Some(Checksum::from_bytes([sum + 1; 20]));
+        f.size_repo = size / 2;
+        f
+    }
+
+    #[test]
+    fn clean_keeps_only_what_both_manifests_agree_on_and_removes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let base = dir.path().join(format!("backup/demo/{LABEL}"));
+        for path in [
+            "pg_data/keep.lz4",
+            "pg_data/gz.gz",
+            "pg_data/gone.lz4",
+            "pg_data/ref.lz4",
+            "pg_data/noold.lz4",
+            "pg_data/size.lz4",
+            "pg_data/zero.lz4",
+            "extra_dir/x.lz4",
+            "bundle/1",
+            "backup.manifest.copy",
+        ] {
+            let p = base.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let new = manifest();
+        let mut list: BTreeMap<String, ManifestFile> = BTreeMap::new();
+        for name in ["keep", "gz", "noold", "size", "zero", "notstored"] {
+            list.insert(
+                format!("pg_data/{name}"),
+                file(if name == "zero" { 0 } else { 10 }),
+            );
+        }
+        let mut referenced = file(10);
+        referenced.reference = Some(Arc::from("20251231-000000F"));
+        list.insert("pg_data/ref".to_string(), referenced);
+        let files = FileList::from_map(&list).unwrap();
+
+        let mut old = manifest();
+        for name in ["keep", "gz", "ref", "zero", "notstored"] {
+            old.files.insert(format!("pg_data/{name}"), stored(10, 1));
+        }
+        old.files.insert("pg_data/size".to_string(), stored(11, 1));
+        old.files.insert("pg_data/zero".to_string(), file(0));
+        let resumed = LazyManifest::from(old);
+
+        let log = Logger::new(crate::log::LogSettings {
+            console: Level::Off,
+            stderr: Level::Off,
+            file: Level::Off,
+            timestamp: false,
+            process: 0,
+        });
+        let repo = PosixStorage::new(root);
+        let out = clean(&repo, "demo", &new, &files, &resumed, false, &log).unwrap();
+
+        let mut left: Vec<String> = Vec::new();
+        let mut stack = vec![base.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    left.push(p.strip_prefix(&base).unwrap().to_str().unwrap().to_string());
+                }
+            }
+        }
+        left.sort();
+        assert_eq!(left, ["backup.manifest.copy", "pg_data/keep.lz4"]);
+        assert!(!base.join("extra_dir").exists() && !base.join("bundle").exists());
+
+        let mut marks = BTreeMap::new();
+        out.for_each(|_, e| {
+            marks.insert(e.name.clone(), (e.mark, e.file));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(marks.len(), 7, "every entry stays in the list");
+        let (mark, keep) = &marks["pg_data/keep"];
+        assert_eq!(*mark, RESUMED);
+        assert_eq!(keep.checksum, Some(Checksum::from_bytes([1; 20])));
+        assert_eq!(keep.checksum_repo, Some(Checksum::from_bytes([2; 20])));
+        assert_eq!(keep.size_repo, 5);
+        for (name, (mark, file)) in &marks {
+            if name != "pg_data/keep" {
+                assert_eq!(*mark, 0, "{name}");
+                assert_eq!(file.checksum_repo, None, "{name} took nothing over");
+            }
+        }
+    }
+}
