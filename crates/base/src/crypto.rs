@@ -72,6 +72,11 @@ pub fn generate_pass() -> String {
     }
 }
 
+/// Fill `buf` with OS randomness.
+pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    random(buf)
+}
+
 fn random(buf: &mut [u8]) -> Result<()> {
     getrandom::fill(buf).map_err(|e| crate::err!(Crypto, "unable to generate random bytes: {e}"))
 }

@@ -2,9 +2,11 @@
 //! temporary files instead, so its memory does not grow with the number of files.
 //!
 //! Contract:
-//! - [`TempFile`] is created in the system temp directory (`TMPDIR`, else `/tmp`) and unlinked at
-//!   once: nothing is left behind whatever happens to the process. Its content is transient work
-//!   data, never a durable result, so it is not synced. Errors name the directory.
+//! - [`TempFile`] is created in the system temp directory (`TMPDIR`, else `/tmp`) under a random
+//!   name, mode 0600 (no other user can open it in the moment before it is unlinked), and unlinked
+//!   at once: nothing is left behind whatever happens to the process. Its content is transient
+//!   work data, never a durable result, so it is not synced. Errors name what the file is for and
+//!   the directory; a full temp directory gets a hint to set `TMPDIR`.
 //! - Records are byte strings framed by a varint length ([`RecordWriter`], [`RecordReader`]).
 //! - [`Sorter`] sorts records with a caller's comparison: records are gathered in a buffer of at
 //!   most [`Sorter::BUFFER`] bytes, each full buffer is sorted and written as a run, and the runs
@@ -13,7 +15,11 @@
 //!   longer runs), whatever the number of records. Records the comparison finds equal keep no
 //!   particular order.
 //! - Reads and writes use positioned I/O on one descriptor, so any number of readers of one file
-//!   can be open at once.
+//!   can be open at once. A record longer than what is left of its range is corrupt (`Format`),
+//!   never an allocation of whatever length the bytes say; a read error ends a merge for good
+//!   (every later read returns it), so no record is ever skipped or repeated.
+//! - Disk use: the records once, plus once more per merge pass beyond the first (the space of
+//!   merged runs is not reused).
 
 use std::cmp::Ordering;
 use std::fs::File;
@@ -21,7 +27,6 @@ use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use crate::error::io_cause;
 use crate::{Error, ErrorKind, Result};
@@ -36,15 +41,20 @@ pub struct TempFile {
     len: u64,
 }
 
-fn io_error(what: &str, dir: &Path, e: &std::io::Error) -> Error {
-    Error::new(
-        ErrorKind::FileWrite,
+fn io_error(kind: ErrorKind, what: &str, dir: &Path, e: &std::io::Error) -> Error {
+    let err = Error::new(
+        kind,
         format!(
             "unable to {what} temporary file in '{}': {}",
             dir.display(),
             io_cause(e)
         ),
-    )
+    );
+    if e.raw_os_error() == Some(28) {
+        err.with_hint("set TMPDIR to a directory with more room")
+    } else {
+        err
+    }
 }
 
 impl TempFile {
@@ -53,17 +63,47 @@ impl TempFile {
     /// # Errors
     /// `FileWrite` when the file cannot be created there.
     pub fn new(what: &str) -> Result<TempFile> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
+        use std::os::unix::fs::OpenOptionsExt;
         let dir = std::env::temp_dir();
-        let seq = SEQ.fetch_add(1, AtomicOrdering::Relaxed);
-        let path = dir.join(format!("pgkeep-{what}-{}-{seq}.spool", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_error("create", &dir, &e))?;
-        std::fs::remove_file(&path).map_err(|e| io_error("unlink", &dir, &e))?;
+        let mut attempt = 0;
+        let (file, path) = loop {
+            let mut random = [0u8; 8];
+            crate::crypto::random_bytes(&mut random)?;
+            let path = dir.join(format!(
+                "pgkeep-{what}-{}-{:016x}.spool",
+                std::process::id(),
+                u64::from_le_bytes(random)
+            ));
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => break (file, path),
+                // a random name taken: try another (a few times, then report it)
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(io_error(
+                        ErrorKind::FileOpen,
+                        &format!("create {what}"),
+                        &dir,
+                        &e,
+                    ));
+                }
+            }
+        };
+        if let Err(e) = std::fs::remove_file(&path) {
+            return Err(io_error(
+                ErrorKind::FileRemove,
+                &format!("unlink {what}"),
+                &dir,
+                &e,
+            ));
+        }
         Ok(TempFile {
             file: Arc::new(file),
             dir: Arc::from(dir.as_path()),
@@ -91,7 +131,7 @@ impl TempFile {
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         self.file
             .write_all_at(bytes, offset)
-            .map_err(|e| io_error("write", &self.dir, &e))?;
+            .map_err(|e| io_error(ErrorKind::FileWrite, "write", &self.dir, &e))?;
         self.len = self.len.max(offset + bytes.len() as u64);
         Ok(())
     }
@@ -126,6 +166,7 @@ impl TempFile {
                 },
             ),
             dir: Arc::clone(&self.dir),
+            left: end.saturating_sub(start),
         }
     }
 
@@ -272,6 +313,8 @@ impl RecordWriter<'_> {
 pub struct RecordReader {
     input: BufReader<Range>,
     dir: Arc<Path>,
+    /// Bytes of the range not yet consumed.
+    left: u64,
 }
 
 impl RecordReader {
@@ -293,6 +336,7 @@ impl RecordReader {
                 Err(e) => return Err(read_error(&self.dir, &e)),
             }
             first = false;
+            self.left = self.left.saturating_sub(1);
             if shift > 63 {
                 return Err(corrupt());
             }
@@ -302,6 +346,10 @@ impl RecordReader {
             }
             shift += 7;
         }
+        if len > self.left {
+            return Err(corrupt());
+        }
+        self.left -= len;
         let len = usize::try_from(len).map_err(|_| corrupt())?;
         buf.clear();
         buf.resize(len, 0);
@@ -328,6 +376,8 @@ pub struct Sorter<C> {
     runs: Vec<(u64, u64)>,
     spool: Option<TempFile>,
     count: u64,
+    /// Bytes gathered before a run is written ([`Sorter::BUFFER`]; smaller in tests).
+    buffer: usize,
 }
 
 impl<C: Fn(&[u8], &[u8]) -> Ordering> Sorter<C> {
@@ -348,6 +398,7 @@ impl<C: Fn(&[u8], &[u8]) -> Ordering> Sorter<C> {
             runs: Vec::new(),
             spool: None,
             count: 0,
+            buffer: Self::BUFFER,
         }
     }
 
@@ -368,14 +419,18 @@ impl<C: Fn(&[u8], &[u8]) -> Ordering> Sorter<C> {
     /// # Errors
     /// `FileWrite` when a run cannot be written; `Assert` for a record over 4 GiB.
     pub fn push(&mut self, record: &[u8]) -> Result<()> {
-        if !self.items.is_empty() && self.buf.len() + record.len() > Self::BUFFER {
+        if !self.items.is_empty() && self.buf.len() + record.len() > self.buffer {
             self.spill()?;
         }
         let (Ok(start), Ok(len)) = (u32::try_from(self.buf.len()), u32::try_from(record.len()))
         else {
             return Err(Error::new(
                 ErrorKind::Assert,
-                format!("record of {} bytes too large to sort", record.len()),
+                format!(
+                    "{} record of {} bytes too large to sort",
+                    self.what,
+                    record.len()
+                ),
             ));
         };
         self.buf.extend_from_slice(record);
@@ -468,6 +523,8 @@ struct Merge {
     readers: Vec<RecordReader>,
     /// The current record of each run; `None` once it is exhausted.
     heads: Vec<Option<Vec<u8>>>,
+    /// The first read error: the merge is over, and every later read returns it.
+    failed: Option<Error>,
 }
 
 impl Merge {
@@ -481,7 +538,11 @@ impl Merge {
             readers.push(reader);
             heads.push(live.then_some(head));
         }
-        Ok(Merge { readers, heads })
+        Ok(Merge {
+            readers,
+            heads,
+            failed: None,
+        })
     }
 
     fn next_into(
@@ -489,6 +550,9 @@ impl Merge {
         out: &mut Vec<u8>,
         cmp: &impl Fn(&[u8], &[u8]) -> Ordering,
     ) -> Result<bool> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         let mut best: Option<usize> = None;
         for (i, head) in self.heads.iter().enumerate() {
             let Some(head) = head else { continue };
@@ -512,8 +576,13 @@ impl Merge {
         };
         if let Some(head) = slot.as_mut() {
             std::mem::swap(head, out);
-            if !reader.next_into(head)? {
-                *slot = None;
+            match reader.next_into(head) {
+                Ok(true) => {}
+                Ok(false) => *slot = None,
+                Err(e) => {
+                    self.failed = Some(e.clone());
+                    return Err(e);
+                }
             }
         }
         Ok(true)
@@ -591,7 +660,19 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_a_temp_file_that_leaves_no_name() {
-        let before: usize = std::fs::read_dir(std::env::temp_dir()).unwrap().count();
+        let mine = format!("pgkeep-test-{}-", std::process::id());
+        let named = || {
+            std::fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(&mine)
+                })
+                .count()
+        };
         let mut spool = TempFile::new("test").unwrap();
         let mut out = spool.appender();
         for i in 0..10_000u32 {
@@ -623,10 +704,16 @@ mod tests {
         assert_eq!(fixed, [0, 0, 0, b'a', b'b', b'c']);
         spool.read_at(end + 200, &mut fixed).unwrap();
         assert_eq!(fixed, [0; 6]);
-        let after: usize = std::fs::read_dir(std::env::temp_dir()).unwrap().count();
-        assert!(
-            after <= before + 1,
-            "unlinked at once (other tests may be running)"
+        assert_eq!(named(), 0, "unlinked at once");
+        // a length beyond the range is corrupt, not an allocation of that size
+        let mut huge = Vec::new();
+        put_varint(&mut huge, u64::MAX >> 1);
+        let at = spool.len();
+        spool.write_at(at, &huge).unwrap();
+        let mut bad = spool.reader(at, at + huge.len() as u64);
+        assert_eq!(
+            bad.next_into(&mut rec).unwrap_err().kind(),
+            ErrorKind::Format
         );
     }
 
@@ -659,23 +746,24 @@ mod tests {
 
     #[test]
     fn more_runs_than_the_fan_in_are_merged_in_passes() {
-        let n = 200_000u64;
-        let mut sorter = Sorter::new("test", |a: &[u8], b: &[u8]| a.cmp(b));
-        // records of ~1 KiB: 4 MiB buffers hold ~4000, so ~50 runs; force more by a smaller share
-        let pad = "p".repeat(1000);
-        let mut count = 0u64;
-        for i in 0..n / 2 {
-            let rec = format!("{:09}{pad}", (i * 104_729) % (n / 2));
-            sorter.push(rec.as_bytes()).unwrap();
-            count += 1;
+        type Cmp = fn(&[u8], &[u8]) -> Ordering;
+        let n = 100_000u64;
+        let mut sorter: Sorter<Cmp> = Sorter::new("test", |a, b| a.cmp(b));
+        // small runs: over 200, so more than one merge pass (fan-in 64)
+        sorter.buffer = 4096;
+        for i in 0..n {
+            sorter
+                .push(format!("{:09}", (i * 104_729) % n).as_bytes())
+                .unwrap();
         }
         assert!(
-            sorter.runs.len() > Sorter::<fn(&[u8], &[u8]) -> Ordering>::FAN_IN / 4,
+            sorter.runs.len() > Sorter::<Cmp>::FAN_IN * 3,
             "{} runs",
             sorter.runs.len()
         );
         let got = drain(sorter.finish().unwrap());
-        assert_eq!(got.len() as u64, count);
-        assert!(got.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(got.len() as u64, n);
+        let want: Vec<Vec<u8>> = (0..n).map(|i| format!("{i:09}").into_bytes()).collect();
+        assert_eq!(got, want);
     }
 }

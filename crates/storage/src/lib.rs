@@ -96,6 +96,11 @@ pub struct WriteOptions {
     pub atomic: bool,
     /// fsync the file before finish returns.
     pub sync_file: bool,
+    /// Without `sync_file`: ask the kernel to start writing the file to disk at finish (and to
+    /// drop it from the page cache once written) instead of at some later flush, so the disk
+    /// writes while the caller goes on. A hint (posix: `posix_fadvise(DONTNEED)` on the open
+    /// descriptor); never an error.
+    pub writeback: bool,
     /// fsync the parent directory after the rename.
     pub sync_path: bool,
     /// Set this modification time (Unix seconds) on finish.
@@ -114,6 +119,7 @@ impl Default for WriteOptions {
             create_path: true,
             atomic: true,
             sync_file: true,
+            writeback: false,
             sync_path: true,
             mtime: None,
             user: None,

@@ -153,6 +153,7 @@ impl PosixStorage {
             create_path: true,
             atomic: true,
             sync_file: true,
+            writeback: false,
             sync_path: false,
             mtime: Some(meta.mtime()),
             owner,
@@ -372,6 +373,7 @@ impl Storage for PosixStorage {
             create_path: opts.create_path,
             atomic: opts.atomic,
             sync_file: opts.sync_file,
+            writeback: opts.writeback,
             sync_path: opts.sync_path,
             mtime: opts.mtime,
             owner,
@@ -513,6 +515,7 @@ struct WriteParams {
     create_path: bool,
     atomic: bool,
     sync_file: bool,
+    writeback: bool,
     sync_path: bool,
     mtime: Option<i64>,
     owner: Owner,
@@ -734,6 +737,14 @@ impl PosixWrite {
                     &e,
                 )
             })?;
+        }
+        if self.params.writeback && !self.params.sync_file {
+            let _ = nix::fcntl::posix_fadvise(
+                &file,
+                0,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            );
         }
         drop(file);
         if self.params.atomic {
@@ -1791,6 +1802,7 @@ mod tests {
                 create_path: true,
                 atomic: true,
                 sync_file: true,
+                writeback: false,
                 sync_path: true,
                 mtime: None,
                 owner: Owner::default(),

@@ -180,7 +180,9 @@ pub fn build(
             && datadir::init_fork(rel)
                 .is_some_and(|init| init_forks.contains(&manifest_name(&init))))
     })?;
-    notes.sort_by(|a, b| a.0.cmp(&b.0));
+    // the order pgBackRest logs them in: depth first, each directory's entries by name (a
+    // directory's contents before a sibling that only extends its name: `a/b` before `a.x`)
+    notes.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
     Ok((notes.into_iter().map(|(_, note)| note).collect(), files))
 }
 

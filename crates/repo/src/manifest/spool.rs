@@ -9,7 +9,8 @@
 //!   number of times from the start ([`FileList::iter`]); changing entries means writing a new list.
 //!   An entry's index is its position, stable for the life of the list.
 //! - [`FileSorter`] takes entries in any order (a directory walk) and yields a [`FileList`],
-//!   dropping the names its caller's filter rejects; a name given twice is an `Assert` error.
+//!   dropping the names its caller's filter rejects; of a name given twice (a directory listing
+//!   that returned an entry twice while it changed) one entry is kept.
 //! - Owner names and references are written as indexes into a table of distinct names held in
 //!   memory (a cluster has few).
 //! - [`Results`]: what the copy did to the entry at each index, as fixed-size records written in
@@ -588,17 +589,20 @@ impl FileSorter {
         self.sorter.push(&self.record)
     }
 
-    /// The list of the entries whose name `keep` accepts, in name order.
+    /// The list of the entries whose name `keep` accepts, in name order (one entry per name).
     ///
     /// # Errors
-    /// `Assert` for a name given twice; read and write errors.
+    /// Read and write errors.
     pub fn finish(self, mut keep: impl FnMut(&str) -> bool) -> Result<FileList> {
         let mut sorted: Sorted<ByName> = self.sorter.finish()?;
         let mut out = FileListWriter::with_table(self.table)?;
         let mut record = Vec::new();
         while sorted.next_into(&mut record)? {
             let name = std::str::from_utf8(record_name(&record)?).map_err(|_| corrupt())?;
-            if out.count > 0 && name.as_bytes() <= out.last.as_slice() {
+            if out.count > 0 && name.as_bytes() == out.last.as_slice() {
+                continue;
+            }
+            if out.count > 0 && name.as_bytes() < out.last.as_slice() {
                 return Err(out_of_order(name, &out.last));
             }
             if !keep(name) {
@@ -768,7 +772,11 @@ impl Results {
                     Some(raw)
                 };
                 let checksum_page_error = if flags & F_PAGE_ERROR != 0 {
-                    let len = usize::try_from(field(record, 88)).map_err(|_| corrupt())?;
+                    let (at, len) = (field(record, 80), field(record, 88));
+                    if at.saturating_add(len) > self.errors.len() {
+                        return Err(corrupt());
+                    }
+                    let len = usize::try_from(len).map_err(|_| corrupt())?;
                     let mut text = vec![0u8; len];
                     self.errors.read_at(field(record, 80), &mut text)?;
                     let text = std::str::from_utf8(&text).map_err(|_| corrupt())?;
@@ -939,7 +947,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sorter_orders_by_bytes_filters_and_refuses_duplicates() {
+    fn the_sorter_orders_by_bytes_filters_and_keeps_one_entry_per_name() {
         let mut s = FileSorter::new();
         // byte order: '.' < '/' < '_', so a directory's files sort after a same-prefix file
         for name in [
@@ -969,11 +977,10 @@ mod tests {
         );
         let mut twice = FileSorter::new();
         twice.push("a", &file(1, 1), 0).unwrap();
-        twice.push("a", &file(2, 1), 0).unwrap();
-        assert_eq!(
-            twice.finish(|_| true).unwrap_err().kind(),
-            ErrorKind::Assert
-        );
+        twice.push("a", &file(1, 1), 0).unwrap();
+        twice.push("b", &file(2, 1), 0).unwrap();
+        let once = twice.finish(|_| true).unwrap();
+        assert_eq!(once.len(), 2, "one entry per name");
     }
 
     #[test]

@@ -346,6 +346,9 @@ pub fn execute(
                 WriteOptions {
                     atomic: false,
                     sync_file: settings.sync_each,
+                    // the disk writes while the next files are read and compressed; the final
+                    // flush still writes everything if the hint is not taken
+                    writeback: !settings.sync_each,
                     sync_path: false,
                     ..WriteOptions::default()
                 },
@@ -392,25 +395,8 @@ pub fn execute(
     }
     if let Some(out) = write {
         out.finish()?;
-        if !settings.sync_each {
-            start_writeback(&pgkeep_storage::join(repo.root(), &job.repo_file));
-        }
     }
     Ok(results)
-}
-
-/// Ask the kernel to start writing a just-written file to disk now (and to drop it from the page
-/// cache once written) rather than at the final flush: the disk then writes while the next files
-/// are read and compressed. Best effort: on failure the final flush still writes everything.
-fn start_writeback(path: &str) {
-    if let Ok(file) = std::fs::File::open(path) {
-        let _ = nix::fcntl::posix_fadvise(
-            &file,
-            0,
-            0,
-            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-        );
-    }
 }
 
 #[cfg(test)]

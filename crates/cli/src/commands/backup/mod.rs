@@ -320,7 +320,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     // the prior manifest is needed only here, and dropped after
     let mut files = match prior {
         Some(prior) => {
-            let (plan, files) = mbuild::build_incr(
+            let (plan, incr) = mbuild::build_incr(
                 &mut manifest,
                 &files,
                 &prior,
@@ -328,11 +328,13 @@ pub fn run(ctx: &Ctx) -> Result<()> {
                 started.as_ref().map(|s| s.segment.as_str()),
                 opts.bundle.is_some(),
             )?;
+            // the walk's list and the prior are not needed any more: free their temp files
+            drop(files);
             drop(prior);
             for warning in &plan.warnings {
                 ctx.log.warn(warning);
             }
-            files
+            incr
         }
         None => {
             manifest.cipher_pass = repo

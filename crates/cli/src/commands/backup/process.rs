@@ -321,16 +321,36 @@ struct Source {
     exhausted: bool,
     next_bundle: u64,
     record: Vec<u8>,
+    /// Files handed out in jobs so far (all of them once the copy is done).
+    handed: u64,
+    /// The first read error: the queue is over, and every later read returns it, so no file is
+    /// ever skipped or handed out twice.
+    failed: Option<Error>,
 }
 
 impl Source {
     /// Read the next file into `ahead`; false at the end.
     fn read_one(&mut self) -> Result<bool> {
-        if self.exhausted || !self.sorted.next_into(&mut self.record)? {
-            self.exhausted = true;
-            return Ok(false);
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
         }
-        let queued = Queued::decode(&self.record)?;
+        let read = if self.exhausted {
+            Ok(false)
+        } else {
+            self.sorted.next_into(&mut self.record)
+        };
+        let queued =
+            match read.and_then(|more| more.then(|| Queued::decode(&self.record)).transpose()) {
+                Ok(Some(queued)) => queued,
+                Ok(None) => {
+                    self.exhausted = true;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.failed = Some(e.clone());
+                    return Err(e);
+                }
+            };
         self.ahead_bytes += queued.size;
         self.ahead.push_back(queued);
         Ok(true)
@@ -344,6 +364,7 @@ impl Source {
 
     fn take(&mut self, at: usize) -> Option<Queued> {
         let queued = self.ahead.remove(at)?;
+        self.handed += 1;
         self.ahead_bytes -= queued.size;
         if at < self.advised {
             self.advised -= 1;
@@ -531,6 +552,8 @@ pub fn jobs(files: &FileList, plan: &Plan<'_>) -> Result<Queue> {
             exhausted: false,
             next_bundle: 1,
             record: Vec::new(),
+            handed: 0,
+            failed: None,
         }),
         total,
         files: count,
@@ -911,10 +934,25 @@ pub fn run(
         done.store(true, Ordering::Relaxed);
     });
     display.finish();
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if let Some(e) = first_error {
+        return Err(e);
     }
+    // every queued file went into a job (a defect otherwise: refuse to record the backup)
+    let handed = queue
+        .source
+        .lock()
+        .map_err(|_| Error::new(ErrorKind::Assert, "backup job queue lock poisoned"))?
+        .handed;
+    if handed != queue.files {
+        return Err(Error::new(
+            ErrorKind::Assert,
+            format!(
+                "backup job queue handed out {handed} of {} files",
+                queue.files
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

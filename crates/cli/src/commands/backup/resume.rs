@@ -71,7 +71,10 @@ pub fn find<'r>(
         "resume is disabled".to_string()
     } else {
         // the main file is absent: this reads the copy, its file entries left in the repository
-        match LazyManifest::load(repo, &manifest_file, backup_pass) {
+        // every file entry must load too (read once here), or the clean would fail part way
+        let loaded = LazyManifest::load(repo, &manifest_file, backup_pass)
+            .and_then(|found| found.for_each_file(|_, _| Ok(())).map(|()| found));
+        match loaded {
             Err(_) => format!("unable to read {}.copy", join(repo.root(), &manifest_file)),
             Ok(found) => match usable(&found.manifest, manifest) {
                 None => return Ok(Some(found)),
@@ -390,6 +393,9 @@ mod tests {
             "pg_data/noold.lz4",
             "pg_data/size.lz4",
             "pg_data/zero.lz4",
+            "pg_data/ts.lz4",
+            "pg_data/nosum.lz4",
+            "pg_data/oldref.lz4",
             "extra_dir/x.lz4",
             "bundle/1",
             "backup.manifest.copy",
@@ -400,7 +406,17 @@ mod tests {
         }
         let new = manifest();
         let mut list: BTreeMap<String, ManifestFile> = BTreeMap::new();
-        for name in ["keep", "gz", "noold", "size", "zero", "notstored"] {
+        for name in [
+            "keep",
+            "gz",
+            "noold",
+            "size",
+            "zero",
+            "notstored",
+            "ts",
+            "nosum",
+            "oldref",
+        ] {
             list.insert(
                 format!("pg_data/{name}"),
                 file(if name == "zero" { 0 } else { 10 }),
@@ -417,7 +433,14 @@ mod tests {
         }
         old.files.insert("pg_data/size".to_string(), stored(11, 1));
         old.files.insert("pg_data/zero".to_string(), file(0));
-        let resumed = LazyManifest::from(old);
+        let mut older = stored(10, 3);
+        older.timestamp = 99;
+        old.files.insert("pg_data/ts".to_string(), older);
+        old.files.insert("pg_data/nosum".to_string(), file(10));
+        let mut old_ref = stored(10, 1);
+        old_ref.reference = Some(Arc::from("20251231-000000F"));
+        old.files.insert("pg_data/oldref".to_string(), old_ref);
+        let resumed = LazyManifest::from(old.clone());
 
         let log = Logger::new(crate::log::LogSettings {
             console: Level::Off,
@@ -451,7 +474,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(marks.len(), 7, "every entry stays in the list");
+        assert_eq!(marks.len(), 10, "every entry stays in the list");
         let (mark, keep) = &marks["pg_data/keep"];
         assert_eq!(*mark, RESUMED);
         assert_eq!(keep.checksum, Some(Checksum::from_bytes([1; 20])));
@@ -463,5 +486,20 @@ mod tests {
                 assert_eq!(file.checksum_repo, None, "{name} took nothing over");
             }
         }
+
+        // with delta a different mtime does not matter: the file is kept (and re-verified later)
+        std::fs::write(base.join("pg_data/ts.lz4"), b"x").unwrap();
+        let resumed = LazyManifest::from(old);
+        let out = clean(&repo, "demo", &new, &files, &resumed, true, &log).unwrap();
+        let mut kept = Vec::new();
+        out.for_each(|_, e| {
+            if e.mark == RESUMED {
+                kept.push(e.name);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(kept, ["pg_data/keep", "pg_data/ts"]);
+        assert!(base.join("pg_data/ts.lz4").exists());
     }
 }
