@@ -37,6 +37,8 @@ pub struct TempFile {
     file: Arc<File>,
     /// The directory it was created in, for messages.
     dir: Arc<Path>,
+    /// What it holds, for messages.
+    what: Arc<str>,
     /// Bytes appended so far.
     len: u64,
 }
@@ -70,7 +72,8 @@ impl TempFile {
             let mut random = [0u8; 8];
             crate::crypto::random_bytes(&mut random)?;
             let path = dir.join(format!(
-                "pgkeep-{what}-{}-{:016x}.spool",
+                "pgkeep-{}-{}-{:016x}.spool",
+                what.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
                 std::process::id(),
                 u64::from_le_bytes(random)
             ));
@@ -89,7 +92,7 @@ impl TempFile {
                 Err(e) => {
                     return Err(io_error(
                         ErrorKind::FileOpen,
-                        &format!("create {what}"),
+                        &format!("create the {what}"),
                         &dir,
                         &e,
                     ));
@@ -99,7 +102,7 @@ impl TempFile {
         if let Err(e) = std::fs::remove_file(&path) {
             return Err(io_error(
                 ErrorKind::FileRemove,
-                &format!("unlink {what}"),
+                &format!("unlink the {what}"),
                 &dir,
                 &e,
             ));
@@ -107,6 +110,7 @@ impl TempFile {
         Ok(TempFile {
             file: Arc::new(file),
             dir: Arc::from(dir.as_path()),
+            what: Arc::from(what),
             len: 0,
         })
     }
@@ -129,9 +133,14 @@ impl TempFile {
     /// # Errors
     /// `FileWrite` (a full disk, for one).
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all_at(bytes, offset)
-            .map_err(|e| io_error(ErrorKind::FileWrite, "write", &self.dir, &e))?;
+        self.file.write_all_at(bytes, offset).map_err(|e| {
+            io_error(
+                ErrorKind::FileWrite,
+                &format!("write the {}", self.what),
+                &self.dir,
+                &e,
+            )
+        })?;
         self.len = self.len.max(offset + bytes.len() as u64);
         Ok(())
     }
@@ -166,6 +175,7 @@ impl TempFile {
                 },
             ),
             dir: Arc::clone(&self.dir),
+            what: Arc::clone(&self.what),
             left: end.saturating_sub(start),
         }
     }
@@ -185,18 +195,18 @@ impl TempFile {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(read_error(&self.dir, &e)),
+                Err(e) => return Err(read_error(&self.what, &self.dir, &e)),
             }
         }
         Ok(())
     }
 }
 
-fn read_error(dir: &Path, e: &std::io::Error) -> Error {
+fn read_error(what: &str, dir: &Path, e: &std::io::Error) -> Error {
     Error::new(
         ErrorKind::FileRead,
         format!(
-            "unable to read temporary file in '{}': {}",
+            "unable to read the {what} temporary file in '{}': {}",
             dir.display(),
             io_cause(e)
         ),
@@ -313,6 +323,7 @@ impl RecordWriter<'_> {
 pub struct RecordReader {
     input: BufReader<Range>,
     dir: Arc<Path>,
+    what: Arc<str>,
     /// Bytes of the range not yet consumed.
     left: u64,
 }
@@ -333,7 +344,7 @@ impl RecordReader {
                 Ok(0) => return Err(corrupt()),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_error(&self.dir, &e)),
+                Err(e) => return Err(read_error(&self.what, &self.dir, &e)),
             }
             first = false;
             self.left = self.left.saturating_sub(1);
@@ -357,7 +368,7 @@ impl RecordReader {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 corrupt()
             } else {
-                read_error(&self.dir, &e)
+                read_error(&self.what, &self.dir, &e)
             }
         })?;
         Ok(true)

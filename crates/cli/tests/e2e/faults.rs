@@ -144,6 +144,28 @@ fn failed_disk_writes_leave_the_repository_as_it_was() {
         assert_eq!(temp_files(&repo), Vec::<PathBuf>::new(), "temp files left");
         verify_clean(&site, &format!("after the failed {ty} backup"));
     }
+    // backup: the temp directory for the file list is unusable
+    let mut cmd = Command::new("env");
+    cmd.arg(format!(
+        "TMPDIR={}",
+        site.dir.path().join("no-such-dir").display()
+    ))
+    .arg(PGKEEP)
+    .arg(format!("--config={}", site.conf.display()))
+    .args(["--stanza=demo", "backup", "--type=incr"]);
+    let out = run_as_owner(&cmd).expect("run pgkeep backup");
+    let line = one_error_line(&out, "backup without a temp directory");
+    assert!(
+        line.contains("temporary file") && line.contains("no-such-dir"),
+        "the error names the temp directory: {line}"
+    );
+    assert_eq!(listed(&site), before, "nothing new listed");
+    assert_eq!(
+        std::fs::read(repo.join("backup/demo/backup.info")).unwrap(),
+        backup_info,
+        "backup.info unchanged"
+    );
+
     // the next run (resume or not) succeeds and is listed
     site.ok(PGKEEP, &["--stanza=demo", "backup", "--type=incr"]);
     let after = listed(&site);

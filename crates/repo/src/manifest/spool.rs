@@ -473,7 +473,7 @@ impl FileListWriter {
 
     fn with_table(table: NameTable) -> Result<FileListWriter> {
         Ok(FileListWriter {
-            spool: TempFile::new("files")?,
+            spool: TempFile::new("file list")?,
             buf: Vec::new(),
             end: 0,
             count: 0,
@@ -561,7 +561,7 @@ impl FileSorter {
     #[must_use]
     pub fn new() -> FileSorter {
         FileSorter {
-            sorter: Sorter::new("files", by_name as ByName),
+            sorter: Sorter::new("file list", by_name as ByName),
             table: NameTable::default(),
             record: Vec::new(),
         }
@@ -691,8 +691,8 @@ impl Results {
     /// `FileWrite` when the temporary files cannot be created.
     pub fn new() -> Result<Results> {
         Ok(Results {
-            fixed: TempFile::new("results")?,
-            errors: TempFile::new("page-errors")?,
+            fixed: TempFile::new("copy results")?,
+            errors: TempFile::new("page errors")?,
         })
     }
 

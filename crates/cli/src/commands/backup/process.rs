@@ -502,7 +502,7 @@ impl Queue {
 /// # Errors
 /// Read errors of the list, write errors of the queue's temporary file.
 pub fn jobs(files: &FileList, plan: &Plan<'_>) -> Result<Queue> {
-    let mut sorter = Sorter::new("jobs", queue_order(plan.bundle.map(|b| b.limit)));
+    let mut sorter = Sorter::new("job queue", queue_order(plan.bundle.map(|b| b.limit)));
     let mut total = 0u64;
     let mut pg_control = false;
     let mut record = Vec::new();

@@ -149,7 +149,7 @@ pub fn clean(
     };
 
     // the stored files, sorted on disk: `<manifest name>\0<stored path>`
-    let mut stored = Sorter::new("resume", |a: &[u8], b: &[u8]| a.cmp(b));
+    let mut stored = Sorter::new("resumed file list", |a: &[u8], b: &[u8]| a.cmp(b));
     let mut stack: Vec<(String, Option<String>)> = vec![(base.clone(), None)];
     while let Some((dir, parent)) = stack.pop() {
         let mut later: Vec<StorageInfo> = Vec::new();
