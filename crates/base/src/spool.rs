@@ -7,7 +7,7 @@
 //!   at once: nothing is left behind whatever happens to the process. Its content is transient
 //!   work data, never a durable result, so it is not synced. Errors name what the file is for and
 //!   the directory; a full temp directory gets a hint to set `TMPDIR`.
-//! - Records are byte strings framed by a varint length ([`RecordWriter`], [`RecordReader`]).
+//! - Records are byte strings framed by a varint length ([`TempFile::push`], [`RecordReader`]).
 //! - [`Sorter`] sorts records with a caller's comparison: records are gathered in a buffer of at
 //!   most [`Sorter::BUFFER`] bytes, each full buffer is sorted and written as a run, and the runs
 //!   are merged on read ([`Sorted`]). Memory is the buffer while records are pushed and one read
@@ -39,8 +39,10 @@ pub struct TempFile {
     dir: Arc<Path>,
     /// What it holds, for messages.
     what: Arc<str>,
-    /// Bytes appended so far.
+    /// Bytes written so far.
     len: u64,
+    /// Records pushed but not yet written.
+    pending: Vec<u8>,
 }
 
 fn io_error(kind: ErrorKind, what: &str, dir: &Path, e: &std::io::Error) -> Error {
@@ -112,19 +114,49 @@ impl TempFile {
             dir: Arc::from(dir.as_path()),
             what: Arc::from(what),
             len: 0,
+            pending: Vec::new(),
         })
     }
 
-    /// Bytes appended so far.
+    /// Bytes in the file, pushed records not yet written included: where the next record goes.
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.len
+        self.len + self.pending.len() as u64
     }
 
-    /// True when nothing was appended.
+    /// True when nothing was written or pushed.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// Append one length-framed record (buffered: [`TempFile::flush`] writes what is pending
+    /// before it can be read).
+    ///
+    /// # Errors
+    /// `FileWrite`.
+    pub fn push(&mut self, record: &[u8]) -> Result<()> {
+        put_varint(&mut self.pending, record.len() as u64);
+        self.pending.extend_from_slice(record);
+        if self.pending.len() >= WRITE_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write the pushed records still pending.
+    ///
+    /// # Errors
+    /// `FileWrite`.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let written = self.write_at(self.len, &pending);
+        self.pending = pending;
+        self.pending.clear();
+        written
     }
 
     /// Write `bytes` at `offset` (for fixed-size records written out of order). The file grows as
@@ -133,6 +165,9 @@ impl TempFile {
     /// # Errors
     /// `FileWrite` (a full disk, for one).
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.flush()?;
+        }
         self.file.write_all_at(bytes, offset).map_err(|e| {
             io_error(
                 ErrorKind::FileWrite,
@@ -143,18 +178,6 @@ impl TempFile {
         })?;
         self.len = self.len.max(offset + bytes.len() as u64);
         Ok(())
-    }
-
-    /// An appender; what it wrote counts once it is finished.
-    #[must_use]
-    pub fn appender(&mut self) -> RecordWriter<'_> {
-        let start = self.len;
-        RecordWriter {
-            spool: self,
-            buf: Vec::with_capacity(WRITE_BUFFER),
-            start,
-            pos: start,
-        }
     }
 
     /// A buffered reader of the records in `start..end` (it shares the descriptor: any number
@@ -236,16 +259,27 @@ impl Read for Range {
     }
 }
 
-/// Bytes a [`RecordWriter`] gathers before it writes them.
+/// Bytes of pushed records a [`TempFile`] gathers before it writes them.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// Appends length-framed records to a [`TempFile`].
-pub struct RecordWriter<'a> {
-    spool: &'a mut TempFile,
-    buf: Vec<u8>,
-    start: u64,
-    /// Where the buffer goes.
-    pos: u64,
+/// The little-endian `u64` at `at` of a fixed-layout record (0 past its end).
+#[must_use]
+pub fn le_u64(record: &[u8], at: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    if let Some(bytes) = record.get(at..at + 8) {
+        raw.copy_from_slice(bytes);
+    }
+    u64::from_le_bytes(raw)
+}
+
+/// The little-endian `u32` at `at` of a fixed-layout record (0 past its end).
+#[must_use]
+pub fn le_u32(record: &[u8], at: usize) -> u32 {
+    let mut raw = [0u8; 4];
+    if let Some(bytes) = record.get(at..at + 4) {
+        raw.copy_from_slice(bytes);
+    }
+    u32::from_le_bytes(raw)
 }
 
 /// Append `value` as a LEB128 varint.
@@ -286,37 +320,6 @@ pub fn get_varint(input: &mut &[u8]) -> Result<u64> {
 
 fn corrupt() -> Error {
     Error::new(ErrorKind::Format, "temporary spool record is corrupt")
-}
-
-impl RecordWriter<'_> {
-    /// Append one record.
-    ///
-    /// # Errors
-    /// `FileWrite`.
-    pub fn push(&mut self, record: &[u8]) -> Result<()> {
-        put_varint(&mut self.buf, record.len() as u64);
-        self.buf.extend_from_slice(record);
-        if self.buf.len() >= WRITE_BUFFER {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.spool.write_at(self.pos, &self.buf)?;
-        self.pos += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
-    }
-
-    /// Write what is buffered and return the range written, `(start, end)`.
-    ///
-    /// # Errors
-    /// `FileWrite`.
-    pub fn finish(mut self) -> Result<(u64, u64)> {
-        self.flush()?;
-        Ok((self.start, self.pos))
-    }
 }
 
 /// Reads length-framed records back.
@@ -466,15 +469,16 @@ impl<C: Fn(&[u8], &[u8]) -> Ordering> Sorter<C> {
             Some(spool) => spool,
             none => none.insert(TempFile::new(self.what)?),
         };
-        let mut out = spool.appender();
+        let run_start = spool.len();
         for (start, len) in self.items.drain(..) {
-            out.push(
+            spool.push(
                 self.buf
                     .get(start as usize..start as usize + len as usize)
                     .unwrap_or_default(),
             )?;
         }
-        self.runs.push(out.finish()?);
+        spool.flush()?;
+        self.runs.push((run_start, spool.len()));
         self.buf.clear();
         Ok(())
     }
@@ -509,12 +513,13 @@ impl<C: Fn(&[u8], &[u8]) -> Ordering> Sorter<C> {
             let mut longer = Vec::new();
             for group in runs.chunks(Self::FAN_IN) {
                 let mut merge = Merge::new(&spool, group, Self::RUN_BUFFER)?;
-                let mut out = spool.appender();
+                let run_start = spool.len();
                 let mut record = Vec::new();
                 while merge.next_into(&mut record, &self.cmp)? {
-                    out.push(&record)?;
+                    spool.push(&record)?;
                 }
-                longer.push(out.finish()?);
+                spool.flush()?;
+                longer.push((run_start, spool.len()));
             }
             runs = longer;
         }
@@ -685,14 +690,12 @@ mod tests {
                 .count()
         };
         let mut spool = TempFile::new("test").unwrap();
-        let mut out = spool.appender();
         for i in 0..10_000u32 {
-            out.push(format!("record {i}").as_bytes()).unwrap();
+            spool.push(format!("record {i}").as_bytes()).unwrap();
         }
-        out.push(b"").unwrap();
-        let (start, end) = out.finish().unwrap();
-        assert_eq!(start, 0);
-        assert_eq!(spool.len(), end);
+        spool.push(b"").unwrap();
+        spool.flush().unwrap();
+        let (start, end) = (0, spool.len());
         let mut reader = spool.reader(start, end);
         let mut rec = Vec::new();
         for i in 0..10_000u32 {

@@ -24,7 +24,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use pgkeep_base::spool::{RecordReader, Sorted, Sorter, TempFile, get_varint, put_varint};
+use pgkeep_base::spool::{RecordReader, Sorted, Sorter, TempFile, get_varint, le_u64, put_varint};
 use pgkeep_base::{Error, ErrorKind, Result};
 
 use super::{BlockIncr, Checksum, ManifestFile};
@@ -273,7 +273,6 @@ fn decode(mut input: &[u8], table: &NameTable) -> Result<Entry> {
 #[derive(Debug)]
 pub struct FileList {
     spool: TempFile,
-    end: u64,
     count: u64,
     table: NameTable,
 }
@@ -295,7 +294,7 @@ impl FileList {
     #[must_use]
     pub fn iter(&self) -> FileIter<'_> {
         FileIter {
-            reader: self.spool.reader(0, self.end),
+            reader: self.spool.reader(0, self.spool.len()),
             table: &self.table,
             record: Vec::new(),
             next_index: 0,
@@ -453,9 +452,6 @@ fn out_of_order(name: &str, last: &[u8]) -> Error {
 /// Writes a [`FileList`], in name order.
 pub struct FileListWriter {
     spool: TempFile,
-    /// Encoded records waiting to be written.
-    buf: Vec<u8>,
-    end: u64,
     count: u64,
     table: NameTable,
     last: Vec<u8>,
@@ -474,8 +470,6 @@ impl FileListWriter {
     fn with_table(table: NameTable) -> Result<FileListWriter> {
         Ok(FileListWriter {
             spool: TempFile::new("file list")?,
-            buf: Vec::new(),
-            end: 0,
             count: 0,
             table,
             last: Vec::new(),
@@ -502,20 +496,8 @@ impl FileListWriter {
     }
 
     fn push_record(&mut self, record: &[u8]) -> Result<()> {
-        put_varint(&mut self.buf, record.len() as u64);
-        self.buf.extend_from_slice(record);
         self.count += 1;
-        if self.buf.len() >= 64 * 1024 {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.spool.write_at(self.end, &self.buf)?;
-        self.end += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
+        self.spool.push(record)
     }
 
     /// The list.
@@ -523,10 +505,9 @@ impl FileListWriter {
     /// # Errors
     /// `FileWrite`.
     pub fn finish(mut self) -> Result<FileList> {
-        self.flush()?;
+        self.spool.flush()?;
         Ok(FileList {
             spool: self.spool,
-            end: self.end,
             count: self.count,
             table: self.table,
         })
@@ -676,14 +657,6 @@ pub struct Results {
     errors: TempFile,
 }
 
-fn field(record: &[u8], at: usize) -> u64 {
-    let mut raw = [0u8; 8];
-    if let Some(bytes) = record.get(at..at + 8) {
-        raw.copy_from_slice(bytes);
-    }
-    u64::from_le_bytes(raw)
-}
-
 impl Results {
     /// No outcome yet.
     ///
@@ -772,23 +745,23 @@ impl Results {
                     Some(raw)
                 };
                 let checksum_page_error = if flags & F_PAGE_ERROR != 0 {
-                    let (at, len) = (field(record, 80), field(record, 88));
+                    let (at, len) = (le_u64(record, 80), le_u64(record, 88));
                     if at.saturating_add(len) > self.errors.len() {
                         return Err(corrupt());
                     }
                     let len = usize::try_from(len).map_err(|_| corrupt())?;
                     let mut text = vec![0u8; len];
-                    self.errors.read_at(field(record, 80), &mut text)?;
+                    self.errors.read_at(le_u64(record, 80), &mut text)?;
                     let text = std::str::from_utf8(&text).map_err(|_| corrupt())?;
                     Some(Json::parse(text).map_err(|_| corrupt())?)
                 } else {
                     None
                 };
                 Ok(Some(Outcome::Copied(Copied {
-                    size: field(record, 8),
-                    size_repo: field(record, 16),
-                    bundle_id: field(record, 24),
-                    bundle_offset: field(record, 32),
+                    size: le_u64(record, 8),
+                    size_repo: le_u64(record, 16),
+                    bundle_id: le_u64(record, 24),
+                    bundle_offset: le_u64(record, 32),
                     checksum: if flags & F_CHECKSUM != 0 {
                         sum(40)
                     } else {

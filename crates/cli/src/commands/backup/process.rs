@@ -34,7 +34,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
-use pgkeep_base::spool::{Sorted, Sorter};
+use pgkeep_base::spool::{Sorted, Sorter, le_u32, le_u64};
 use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_pg::datadir::{self, DataDir};
 use pgkeep_pg::page::{PAGE_SIZE, PageErrorRange, collapse_errors};
@@ -137,22 +137,6 @@ const Q_STANDBY: u16 = 256;
 const Q_HEADER: usize = 42;
 /// Where the name length is.
 const Q_NAME_LEN: usize = 38;
-
-fn le_u64(record: &[u8], at: usize) -> u64 {
-    let mut raw = [0u8; 8];
-    if let Some(bytes) = record.get(at..at + 8) {
-        raw.copy_from_slice(bytes);
-    }
-    u64::from_le_bytes(raw)
-}
-
-fn le_u32(record: &[u8], at: usize) -> u32 {
-    let mut raw = [0u8; 4];
-    if let Some(bytes) = record.get(at..at + 4) {
-        raw.copy_from_slice(bytes);
-    }
-    u32::from_le_bytes(raw)
-}
 
 fn record_name(record: &[u8]) -> &[u8] {
     let len = le_u32(record, Q_NAME_LEN) as usize;
