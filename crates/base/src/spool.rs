@@ -447,6 +447,11 @@ impl<C: Fn(&[u8], &[u8]) -> Ordering> Sorter<C> {
                 ),
             ));
         };
+        if self.buf.capacity() == 0 {
+            // once, the whole run: growing by doubling would leave freed pieces behind (only
+            // the pages written count as memory)
+            self.buf.reserve_exact(self.buffer);
+        }
         self.buf.extend_from_slice(record);
         self.items.push((start, len));
         self.count += 1;

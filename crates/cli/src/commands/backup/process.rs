@@ -848,7 +848,9 @@ pub fn run(
     let mut first_error: Option<Error> = None;
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<Result<(Job, Vec<FileResult>)>>();
+        // bounded: results waiting for the calling thread never pile up in memory (a worker
+        // waits instead)
+        let (tx, rx) = mpsc::sync_channel::<Result<(Job, Vec<FileResult>)>>(threads * 16);
         if workers.prefetch {
             let done = &done;
             scope.spawn(move || prefetch(queue, done));
