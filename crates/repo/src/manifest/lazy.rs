@@ -163,6 +163,25 @@ impl<'s> LazyManifest<'s> {
         })
     }
 
+    /// The whole manifest, its file entries streamed into `files` one at a time: a full load whose transient memory
+    /// is one entry, never the file's text and its parse beside the map (what [`crate::info::load_info`] holds).
+    ///
+    /// # Errors
+    /// Those of [`LazyManifest::for_each_file`].
+    pub fn into_manifest(self) -> Result<Manifest> {
+        if let Source::Memory = &self.source {
+            return Ok(self.manifest);
+        }
+        let mut files = super::FileMap::default();
+        self.for_each_file(|name, file| {
+            files.insert(name.to_string(), file);
+            Ok(())
+        })?;
+        let mut manifest = self.manifest;
+        manifest.files = files.finish();
+        Ok(manifest)
+    }
+
     /// Visit every file entry (see the module contract); stops at the first error of `visit`. Entries visited
     /// before an error must be considered unverified.
     ///
@@ -276,9 +295,7 @@ mod tests {
             let read = files_of(&lazy);
             let expected: Vec<(String, ManifestFile)> = full.files.clone().into_iter().collect();
             assert_eq!(read, expected, "{path}");
-            let mut rebuilt = lazy.manifest;
-            rebuilt.files = read.into_iter().collect();
-            assert_eq!(rebuilt, full, "{path}");
+            assert_eq!(lazy.into_manifest().unwrap(), full, "{path}");
         }
     }
 
@@ -294,6 +311,12 @@ mod tests {
             let storage = MemStorage::new();
             let path = "backup/demo/L/backup.manifest";
             save_info(&storage, path, &full, pass).unwrap();
+            let whole = LazyManifest::load(&storage, path, pass).unwrap();
+            assert_eq!(
+                whole.into_manifest().unwrap(),
+                full,
+                "a full load, entry by entry"
+            );
             let lazy = LazyManifest::load(&storage, path, pass).unwrap();
             assert!(lazy.manifest.files.is_empty());
             let mut head = full.clone();

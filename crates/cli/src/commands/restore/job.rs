@@ -15,10 +15,10 @@
 //!   `error restoring '<file>': actual checksum '..' does not match expected checksum '..'`, with
 //!   the repository file in the hint. Any failure names the file being restored.
 //! - Then the file gets the manifest mode exactly, the owner (only when one is given: root
-//!   restores) and the manifest mtime. The caller fsyncs every written file with [`sync_files`]
-//!   before the restore may report success (pgBackRest fsyncs each file as it closes it;
-//!   deferring lets the workers go on decoding while the kernel writes back, and the final
-//!   fsyncs run with more requests in flight).
+//!   restores) and the manifest mtime. The caller flushes the file systems written to before the
+//!   restore may report success (pgBackRest fsyncs each file as it closes it; deferring lets the
+//!   workers go on decoding while the kernel writes back, and one flush per file system needs no
+//!   list of the files).
 //! - Bundled files next to each other are read with one open of the bundle.
 
 use std::fs::{File, OpenOptions};
@@ -77,44 +77,6 @@ pub struct JobSettings {
     pub force: bool,
     /// The backup's `backup-timestamp-copy-start`.
     pub copy_start: i64,
-}
-
-/// fsync every file of `paths` on `threads` threads.
-///
-/// # Errors
-/// The first file that cannot be opened or synced.
-pub fn sync_files(paths: &[String], threads: usize) -> Result<()> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1).min(paths.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-                        return;
-                    }
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = paths.get(index) else {
-                        return;
-                    };
-                    let result = File::open(path)
-                        .and_then(|f| f.sync_all())
-                        .map_err(|e| sys(ErrorKind::FileSync, "unable to sync file", path, "", &e));
-                    if let Err(e) = result
-                        && let Ok(mut slot) = failed.lock()
-                        && slot.is_none()
-                    {
-                        *slot = Some(e);
-                    }
-                }
-            });
-        }
-    });
-    match failed.into_inner() {
-        Ok(Some(e)) => Err(e),
-        Ok(None) => Ok(()),
-        Err(_) => Err(Error::new(ErrorKind::Assert, "file sync worker panicked")),
-    }
 }
 
 /// What happened to one file.
@@ -611,30 +573,6 @@ mod tests {
         let out = execute(&job, &fx.settings(true, true), &fx.repo, &counter).unwrap();
         assert_eq!(out, vec![Outcome::Copy]);
         assert_eq!(std::fs::read(fx.pg("f")).unwrap(), data);
-    }
-
-    #[test]
-    fn sync_files_syncs_all_and_names_a_missing_one() {
-        let fx = Fixture::new(CompressType::None, None);
-        let paths: Vec<String> = (0..20)
-            .map(|i| {
-                let p = fx.pg(&format!("s{i}"));
-                std::fs::write(&p, b"x").unwrap();
-                p
-            })
-            .collect();
-        sync_files(&paths, 4).unwrap();
-        sync_files(&[], 4).unwrap();
-        let mut with_missing = paths.clone();
-        with_missing.insert(5, fx.pg("missing"));
-        let err = sync_files(&with_missing, 3).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::FileSync);
-        assert!(
-            err.message()
-                .starts_with(&format!("unable to sync file '{}': [2] ", fx.pg("missing"))),
-            "{}",
-            err.message()
-        );
     }
 
     #[test]
