@@ -17,9 +17,8 @@
 use pgkeep_base::Result;
 use pgkeep_storage::{InfoLevel, Storage};
 
-use crate::info::load_info;
 use crate::layout::{self, BackupType};
-use crate::manifest::Manifest;
+use crate::manifest::LazyManifest;
 use crate::{BackupInfo, BackupInfoEntry};
 
 /// `label` and every backup depending on it (directly or through other dependents): the label first, then the
@@ -104,7 +103,8 @@ pub fn reconstruct(
         if !exists(storage, &path)? {
             continue;
         }
-        let manifest: Manifest = load_info(storage, &path, info.cipher_pass.as_deref())?;
+        let manifest =
+            LazyManifest::load(storage, &path, info.cipher_pass.as_deref())?.into_manifest()?;
         let known = info.history.iter().any(|h| {
             h.id == manifest.db.id
                 && h.system_id == manifest.db.system_id

@@ -23,7 +23,7 @@ use pgkeep_base::{Error, ErrorKind, Result};
 use pgkeep_config::{Group, OptionId};
 use pgkeep_repo::info::load_info;
 use pgkeep_repo::layout;
-use pgkeep_repo::manifest::Manifest;
+use pgkeep_repo::manifest::LazyManifest;
 use pgkeep_repo::{ArchiveInfo, BackupInfo};
 use pgkeep_storage::{FileType, InfoLevel, ReadOptions, Storage, StorageInfo, join};
 
@@ -366,12 +366,13 @@ fn cipher_pass_for(ctx: &Ctx, repo: &Repo, file: &str) -> Result<Option<String>>
             )?;
             pass = info.cipher_pass;
             if *third != layout::HISTORY_DIR && !ends(layout::MANIFEST_FILE) {
-                let manifest: Manifest = load_info(
+                // only its passphrase is needed: the file entries stay in the repository
+                let manifest = LazyManifest::load(
                     storage,
                     &layout::manifest_path(stanza, third),
                     pass.as_deref(),
                 )?;
-                pass = manifest.cipher_pass;
+                pass = manifest.manifest.cipher_pass;
             }
         }
     }

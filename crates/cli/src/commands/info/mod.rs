@@ -13,7 +13,7 @@ use pgkeep_config::OptionId;
 use pgkeep_repo::archive::wal_range;
 use pgkeep_repo::info::{ArchiveInfo, BackupInfo, load_info};
 use pgkeep_repo::layout;
-use pgkeep_repo::manifest::{Manifest, TargetType};
+use pgkeep_repo::manifest::{LazyManifest, Manifest, TargetType};
 use pgkeep_storage::{FileType, InfoLevel};
 
 use crate::ctx::{Ctx, Repo};
@@ -202,11 +202,13 @@ fn load_stanza(repo: &Repo, stanza: &str, set: Option<&str>) -> RepoState {
         };
     let set_manifest = match set {
         Some(label) => {
-            match load_info::<Manifest>(
+            match LazyManifest::load(
                 storage,
                 &layout::manifest_path(stanza, label),
                 backup_info.cipher_pass.as_deref(),
-            ) {
+            )
+            .and_then(LazyManifest::into_manifest)
+            {
                 Ok(manifest) => Some(set_manifest(&manifest)),
                 Err(e) => return RepoState::Error(RepoError::from(&e)),
             }
