@@ -100,6 +100,62 @@ impl Drop for Writer {
     }
 }
 
+/// Real `pgbench` (TPC-B-like transactions from two clients) against a cluster, from `start`
+/// until `finish` (or drop) kills it.
+struct Pgbench {
+    child: Option<std::process::Child>,
+}
+
+impl Pgbench {
+    /// `pgbench -i` (scale 1) then the load in the background.
+    fn start(cluster: &PgCluster) -> Pgbench {
+        let base = |cmd: &mut Command| {
+            cmd.arg("-h").arg(cluster.socket_dir()).args([
+                "-p",
+                &cluster.port().to_string(),
+                "-U",
+                "postgres",
+            ]);
+        };
+        let mut init = Command::new(cluster.bin_dir().join("pgbench"));
+        base(&mut init);
+        init.args(["-i", "-q", "-s", "1", "postgres"]);
+        let out = init.output().expect("pgbench -i could not run");
+        assert!(out.status.success(), "pgbench -i failed: {:?}", text(&out));
+        let mut load = Command::new(cluster.bin_dir().join("pgbench"));
+        base(&mut load);
+        load.args(["-n", "-c", "2", "-j", "1", "-T", "600", "postgres"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        Pgbench {
+            child: Some(load.spawn().expect("pgbench could not start")),
+        }
+    }
+
+    /// Stop the load; fails the test when pgbench ended on its own (an error) before that.
+    fn finish(mut self) {
+        let mut child = self.child.take().unwrap();
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pgbench stopped before the backups were done"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Pgbench {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What pgbench's tables hold: balances and the history of committed transactions.
+const PGBENCH_SQL: &str = "select (select count(*) || '/' || sum(abalance) from pgbench_accounts) || ' ' || (select sum(bbalance) || '/' || sum(tbalance) from pgbench_branches, (select sum(tbalance) tbalance from pgbench_tellers) t) || ' ' || (select count(*) || '/' || sum(delta) from pgbench_history)";
+
 /// What a cluster must hold: counts and sums of both tables.
 const CONTENT_SQL: &str = "select (select count(*) || '/' || sum(i) || '/' || md5(string_agg(s, ',' order by i, s)) from t) || ' ' || (select count(*) || '/' || sum(i) || '/' || md5(string_agg(s, ',' order by i, s)) from w)";
 
@@ -195,8 +251,13 @@ fn new_label(stdout: &str) -> String {
 }
 
 /// Restore `label` with the real pgBackRest into a new directory, start it on a fresh port, let
-/// it replay the archive, and return its content.
+/// it replay the archive, and return its content ([`CONTENT_SQL`]).
 fn restore(site: &Site, label: &str, n: usize) -> String {
+    restore_checking(site, label, n, &[CONTENT_SQL])
+}
+
+/// [`restore`], returning the answers of `queries`, one a line.
+fn restore_checking(site: &Site, label: &str, n: usize, queries: &[&str]) -> String {
     let base = site.dir.subdir(&format!("restore{n}")).unwrap();
     let data = base.join("data");
     let ts = base.join("ts");
@@ -244,7 +305,8 @@ fn restore(site: &Site, label: &str, n: usize) -> String {
         cluster.sql("select pg_read_file('extra.conf')"),
         "# linked file"
     );
-    cluster.sql(CONTENT_SQL)
+    let answers: Vec<String> = queries.iter().map(|q| cluster.sql(q)).collect();
+    answers.join("\n")
 }
 
 /// A restored cluster, stopped on drop.
@@ -297,6 +359,7 @@ fn manifest_of(site: &Site, label: &str) -> String {
 #[test]
 fn full_incr_diff_under_load_restore_with_pgbackrest() {
     let site = site(PGBACKREST, "");
+    let pgbench = Pgbench::start(&site.cluster);
     let writer = Writer::start(&site.cluster);
     std::thread::sleep(Duration::from_millis(300));
     let (out, _) = backup(&site, &["--type=full", "--annotation=source=e2e"]);
@@ -311,6 +374,7 @@ fn full_incr_diff_under_load_restore_with_pgbackrest() {
     let diff = new_label(&out);
     let batches = writer.finish();
     assert!(batches > 0);
+    pgbench.finish();
     archive_all(&site.cluster);
 
     assert_eq!(
@@ -333,9 +397,23 @@ fn full_incr_diff_under_load_restore_with_pgbackrest() {
     assert!(!m.contains("postmaster.pid"));
     verify(&site);
 
-    let expected = site.cluster.psql(CONTENT_SQL).unwrap();
+    let expected = [CONTENT_SQL, PGBENCH_SQL]
+        .map(|q| site.cluster.psql(q).unwrap())
+        .join("\n");
+    let transactions = site
+        .cluster
+        .psql("select count(*) from pgbench_history")
+        .unwrap();
+    assert!(
+        transactions.parse::<u64>().unwrap() > 0,
+        "pgbench committed nothing"
+    );
     for (n, label) in [&full, &incr, &diff].into_iter().enumerate() {
-        assert_eq!(restore(&site, label, n), expected, "restore of {label}");
+        assert_eq!(
+            restore_checking(&site, label, n, &[CONTENT_SQL, PGBENCH_SQL]),
+            expected,
+            "restore of {label}"
+        );
     }
 }
 
@@ -372,6 +450,48 @@ fn encrypted_bundled_zst_repo_with_pgkeep_archive_push() {
     verify(&site);
     let expected = site.cluster.psql(CONTENT_SQL).unwrap();
     assert_eq!(restore(&site, &incr, 0), expected);
+}
+
+#[test]
+fn bz2_bundled_full_and_diff_restore_with_pgbackrest() {
+    let site = site(
+        PGBACKREST,
+        "compress-type=bz2\nrepo1-bundle=y\nrepo1-bundle-limit=32KiB\nrepo1-bundle-size=1MiB\nprocess-max=2\n",
+    );
+    let (out, _) = backup(&site, &["--type=full"]);
+    let full = new_label(&out);
+    site.cluster
+        .psql("insert into t select i, md5(i::text) from generate_series(20001, 30000) i")
+        .unwrap();
+    let (out, _) = backup(&site, &["--type=diff"]);
+    let diff = new_label(&out);
+    archive_all(&site.cluster);
+    let stored = site.repo().join(format!("backup/demo/{full}"));
+    assert!(
+        stored.join("bundle/1").exists(),
+        "no bundle in {}",
+        stored.display()
+    );
+    // files over the bundle limit are stored on their own, compressed
+    let own = std::fs::read_dir(stored.join("pg_data/base/5"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".bz2"))
+        .count();
+    assert!(own > 0, "no bz2 file in {}", stored.display());
+    let m = manifest_of(&site, &diff);
+    assert!(m.contains("option-compress-type=\"bz2\""), "{m}");
+    assert!(m.contains("\"bni\":1"), "{m}");
+    assert_eq!(
+        pgbackrest_labels(&site),
+        [
+            (full, "full".to_string()),
+            (diff.clone(), "diff".to_string())
+        ]
+    );
+    verify(&site);
+    let expected = site.cluster.psql(CONTENT_SQL).unwrap();
+    assert_eq!(restore(&site, &diff, 0), expected);
 }
 
 #[test]
