@@ -25,10 +25,7 @@ use crate::log::{Level, LogSettings, Logger};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
-    let mut input = ParseInput::from_process();
-    // not an option (it only switches the terminal display): kept from the option parser, which
-    // would warn about an unknown `PGKEEP_*` option
-    input.env.retain(|(name, _)| name != progress::ENV);
+    let input = ParseInput::from_process();
     let cfg = match pgkeep_config::parse(&input) {
         Ok(cfg) => cfg,
         Err(e) => {

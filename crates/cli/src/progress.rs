@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use crate::log::Logger;
 
-/// The environment variable that forces the display on (`1`) or off (`0`).
-pub const ENV: &str = "PGKEEP_PROGRESS";
+/// The environment variable that forces the display on (`1`) or off (`0`); listed in
+/// [`pgkeep_config::PGKEEP_ENV_NOT_OPTIONS`] so the option parser leaves it alone.
+pub const ENV: &str = pgkeep_config::PGKEEP_PROGRESS;
 
 /// Minimum time between two redraws.
 pub const REDRAW: Duration = Duration::from_millis(250);

@@ -23,7 +23,9 @@ mod value;
 
 pub use config::{Config, Source};
 pub use defs::{CommandId, OptionId};
-pub use parse::{PGKEEP_CONFIG, PGKEEP_INCLUDE_PATH, ParseInput, parse};
+pub use parse::{
+    PGKEEP_CONFIG, PGKEEP_ENV_NOT_OPTIONS, PGKEEP_INCLUDE_PATH, PGKEEP_PROGRESS, ParseInput, parse,
+};
 pub use rules::{
     Allow, CmdRule, CommandDef, CommandRole, Depend, Deprecation, Group, HelpSection, LockType,
     LogLevelDefault, OptionDef, OptionType, RoleSet, Section, commands, deprecations, options,

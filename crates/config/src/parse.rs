@@ -52,6 +52,11 @@ pub struct ParseInput {
 
 /// pgkeep's own main configuration file, read before pgBackRest's.
 pub const PGKEEP_CONFIG: &str = "/etc/pgkeep/pgkeep.conf";
+/// pgkeep's own environment variables that are not options (so the option parser neither reads
+/// nor warns about them): `PGKEEP_PROGRESS` switches the terminal progress display.
+pub const PGKEEP_ENV_NOT_OPTIONS: &[&str] = &[PGKEEP_PROGRESS];
+/// Forces the terminal progress display on (`1`) or off (`0`).
+pub const PGKEEP_PROGRESS: &str = "PGKEEP_PROGRESS";
 /// pgkeep's own include directory, used when [`PGKEEP_CONFIG`] exists.
 pub const PGKEEP_INCLUDE_PATH: &str = "/etc/pgkeep/conf.d";
 
@@ -500,6 +505,9 @@ fn load_env(
 ) -> Result<()> {
     for prefix in ["PGKEEP_", "PGBACKREST_"] {
         for (var, value) in env {
+            if PGKEEP_ENV_NOT_OPTIONS.contains(&var.as_str()) {
+                continue;
+            }
             let Some(rest) = var.strip_prefix(prefix) else {
                 continue;
             };

@@ -1137,6 +1137,14 @@ fn config_file_warnings() {
         cfg.warnings()
             .contains(&"environment contains invalid negate option 'no-log-timestamp'".to_string())
     );
+    // pgkeep's own variables that are not options are neither read nor warned about
+    let cfg = ok_with(
+        &Sandbox::new(),
+        "",
+        &["info"],
+        &[(pgkeep_config::PGKEEP_PROGRESS, "1")],
+    );
+    assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
 }
 
 #[test]
