@@ -62,6 +62,8 @@ pub struct PosixStorage {
     /// reports the file system's write-back errors that happened after the descriptor it is given
     /// was opened, so a descriptor opened only when syncing would miss those of the writes.
     watch: std::sync::Arc<std::sync::OnceLock<Option<File>>>,
+    /// Whether [`syncfs_reports_errors`] holds for the root's file system, found once.
+    syncfs: std::sync::Arc<std::sync::OnceLock<bool>>,
 }
 
 impl PartialEq for PosixStorage {
@@ -85,6 +87,7 @@ impl PosixStorage {
             file_mode: DEFAULT_FILE_MODE,
             path_mode: DEFAULT_PATH_MODE,
             watch: std::sync::Arc::default(),
+            syncfs: std::sync::Arc::default(),
         }
     }
 
@@ -198,7 +201,12 @@ impl Storage for PosixStorage {
         Features {
             path: true,
             path_sync: true,
-            sync_all: true,
+            // found once; a root that cannot be opened yet gets per-file syncs (the safe side)
+            sync_all: *self.syncfs.get_or_init(|| {
+                File::open(&self.root)
+                    .map(|root| syncfs_reports_errors(&root))
+                    .unwrap_or(false)
+            }),
             hardlink: true,
             symlink: true,
             info_detail: true,
@@ -1131,6 +1139,33 @@ fn create_path(full: &str, mode: u32) -> Result<()> {
         },
         Err(e) => Err(create_err(&e)),
     }
+}
+
+/// Whether one `syncfs()` through `dir`, a descriptor opened before the writes, makes every file
+/// written since on its file system durable *and* reports their write-back errors, so a writer
+/// may skip the per-file fsync. Not before Linux 5.8 (its syncfs reports no write-back error), and
+/// not on FUSE (a FUSE daemon has no file-system sync: only a per-file fsync reaches it). Anything
+/// that cannot be told (an unreadable kernel release, a failing `fstatfs`) answers `false`.
+#[must_use]
+pub fn syncfs_reports_errors(dir: &File) -> bool {
+    static KERNEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let kernel = *KERNEL.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .and_then(|release| kernel_version(&release))
+            .is_some_and(|version| version >= (5, 8))
+    });
+    kernel
+        && nix::sys::statfs::fstatfs(dir)
+            .is_ok_and(|fs| fs.filesystem_type() != nix::sys::statfs::FUSE_SUPER_MAGIC)
+}
+
+/// `(major, minor)` of a kernel release such as `6.1.0-18-amd64`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// fsync a directory so renames and creations inside it survive a crash.
@@ -2222,6 +2257,31 @@ mod tests {
             let to = limit.map_or(data.len(), |l| data.len().min(from + l as usize));
             assert_eq!(got, data[from..to], "offset {offset} limit {limit:?}");
         }
+    }
+
+    #[test]
+    fn kernel_releases_are_read_and_compared() {
+        assert_eq!(kernel_version("6.1.0-18-amd64\n"), Some((6, 1)));
+        assert_eq!(kernel_version("5.8.0"), Some((5, 8)));
+        assert_eq!(kernel_version("4.18.0-513.el8.x86_64"), Some((4, 18)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert!(kernel_version("4.18.0").unwrap() < (5, 8));
+        assert!(kernel_version("5.10.1").unwrap() >= (5, 8));
+        // this machine's kernel and temp file system: tmpfs or a disk, never FUSE here
+        let dir = tempfile::tempdir().unwrap();
+        let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let expected = kernel_version(&release).unwrap() >= (5, 8);
+        assert_eq!(
+            syncfs_reports_errors(&File::open(dir.path()).unwrap()),
+            expected
+        );
+        let storage = PosixStorage::new(dir.path().to_str().unwrap());
+        assert_eq!(storage.features().sync_all, expected);
+        let missing = PosixStorage::new(dir.path().join("missing").to_str().unwrap());
+        assert!(
+            !missing.features().sync_all,
+            "unknown file system: per-file syncs"
+        );
     }
 
     #[test]

@@ -15,15 +15,18 @@
 //!   `error restoring '<file>': actual checksum '..' does not match expected checksum '..'`, with
 //!   the repository file in the hint. Any failure names the file being restored.
 //! - Then the file gets the manifest mode exactly, the owner (only when one is given: root
-//!   restores) and the manifest mtime. The caller flushes the file systems written to before the
-//!   restore may report success (pgBackRest fsyncs each file as it closes it; deferring lets the
-//!   workers go on decoding while the kernel writes back, and one flush per file system needs no
-//!   list of the files).
+//!   restores) and the manifest mtime. A file on one of [`JobSettings::synced_devices`] is left
+//!   to the caller, which flushes those file systems (one `syncfs` each) before the restore may
+//!   report success: pgBackRest fsyncs each file as it closes it; deferring lets the workers go
+//!   on decoding while the kernel writes back, and needs no list of the files. Any other file
+//!   (on a volume mounted below a target, bind-mounted over a restored file, or on a file system
+//!   where `syncfs` does not report write-back errors) is fsynced as it is closed; so is a file
+//!   a delta truncated.
 //! - Bundled files next to each other are read with one open of the bundle.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -77,6 +80,11 @@ pub struct JobSettings {
     pub force: bool,
     /// The backup's `backup-timestamp-copy-start`.
     pub copy_start: i64,
+    /// Devices (`st_dev`) whose file system the caller flushes with one `syncfs` after the last
+    /// job (see [`pgkeep_storage::posix::syncfs_reports_errors`]); a file written anywhere else
+    /// (a volume mounted below a target, a file bind-mounted over a restored one, an old kernel,
+    /// FUSE) is fsynced as it is closed.
+    pub synced_devices: Vec<u64>,
 }
 
 /// What happened to one file.
@@ -190,6 +198,7 @@ fn prepare(file: &JobFile, settings: &JobSettings, counter: &Counter) -> Result<
                         &e,
                     )
                 })?;
+                let _ = sync_unless_covered(&f, &file.pg_file, settings)?;
             }
             if size == 0 || sha1_of(&file.pg_file)? == file.expected.sha1 {
                 if mtime != file.timestamp {
@@ -213,7 +222,7 @@ fn prepare(file: &JobFile, settings: &JobSettings, counter: &Counter) -> Result<
                 )
             })?;
         }
-        finish(&mut f, file)?;
+        finish(&mut f, file, settings)?;
         counter.fetch_add(file.expected.size, Ordering::Relaxed);
         return Ok(Outcome::Zero);
     }
@@ -243,7 +252,7 @@ fn copy_file(
             None => copy_verified(reader, &settings.format, &file.expected, &mut writer)?,
         }
     }
-    finish(&mut f, file)
+    finish(&mut f, file, settings)
 }
 
 /// Counts what is written, for the progress display.
@@ -295,7 +304,6 @@ fn metadata(path: &str) -> Result<Option<std::fs::Metadata>> {
 }
 
 fn mtime_of(meta: &std::fs::Metadata) -> i64 {
-    use std::os::unix::fs::MetadataExt;
     meta.mtime()
 }
 
@@ -363,8 +371,23 @@ fn create(file: &JobFile) -> Result<File> {
         })
 }
 
+/// fsync `f` unless its file system is one the caller flushes at the end
+/// ([`JobSettings::synced_devices`]); true when it was synced here.
+fn sync_unless_covered(f: &File, path: &str, settings: &JobSettings) -> Result<bool> {
+    let device = f
+        .metadata()
+        .map_err(|e| sys(ErrorKind::FileInfo, "unable to get info for", path, "", &e))?
+        .dev();
+    if settings.synced_devices.contains(&device) {
+        return Ok(false);
+    }
+    f.sync_all()
+        .map_err(|e| sys(ErrorKind::FileSync, "unable to sync file", path, "", &e))?;
+    Ok(true)
+}
+
 /// Mode, owner, time and sync of a written file.
-fn finish(f: &mut File, file: &JobFile) -> Result<()> {
+fn finish(f: &mut File, file: &JobFile, settings: &JobSettings) -> Result<()> {
     let path = &file.pg_file;
     f.set_permissions(std::fs::Permissions::from_mode(file.mode))
         .map_err(|e| sys(ErrorKind::FileMode, "unable to set mode for", path, "", &e))?;
@@ -381,7 +404,7 @@ fn finish(f: &mut File, file: &JobFile) -> Result<()> {
     }
     f.set_modified(time_of(file.timestamp))
         .map_err(|e| sys(ErrorKind::FileInfo, "unable to set time for", path, "", &e))?;
-    Ok(())
+    sync_unless_covered(f, path, settings).map(drop)
 }
 
 #[cfg(test)]
@@ -456,6 +479,7 @@ mod tests {
                 delta,
                 force,
                 copy_start: 1_800_000_000,
+                synced_devices: Vec::new(),
             }
         }
 
@@ -573,6 +597,23 @@ mod tests {
         let out = execute(&job, &fx.settings(true, true), &fx.repo, &counter).unwrap();
         assert_eq!(out, vec![Outcome::Copy]);
         assert_eq!(std::fs::read(fx.pg("f")).unwrap(), data);
+    }
+
+    #[test]
+    fn files_off_the_flushed_file_systems_are_synced_as_they_are_closed() {
+        let fx = Fixture::new(CompressType::None, None);
+        let path = fx.pg("f");
+        std::fs::write(&path, b"data").unwrap();
+        let f = File::open(&path).unwrap();
+        let device = f.metadata().unwrap().dev();
+        let mut settings = fx.settings(false, false);
+        // a device the caller does not flush (or none at all): synced here
+        assert!(sync_unless_covered(&f, &path, &settings).unwrap());
+        settings.synced_devices = vec![device.wrapping_add(1)];
+        assert!(sync_unless_covered(&f, &path, &settings).unwrap());
+        // the caller flushes this one
+        settings.synced_devices.push(device);
+        assert!(!sync_unless_covered(&f, &path, &settings).unwrap());
     }
 
     #[test]

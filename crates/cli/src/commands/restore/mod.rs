@@ -14,8 +14,11 @@
 //!    Once the last job is done, the file system of every target directory is flushed
 //!    (`syncfs` through a descriptor opened before the first file was written, so a write-back
 //!    error anywhere since is reported): one call per file system instead of an fsync per file,
-//!    and no list of written files is kept. `global/pg_control` goes to a temp name. The first
-//!    failure stops the workers and is the command's error.
+//!    and no list of written files is kept. A file written on any other file system (a volume
+//!    mounted below a target, a file bind-mounted over a restored one) or on one whose `syncfs`
+//!    does not report write-back errors (Linux before 5.8, FUSE) is fsynced by its worker as it
+//!    is closed. `global/pg_control` goes to a temp name. The first failure stops the workers
+//!    and is the command's error.
 //! 4. Recovery settings are written ([`recovery`]), `backup.manifest` removed, every directory
 //!    synced, and only then is `pg_control` renamed into place: an interrupted restore can never
 //!    be started by PostgreSQL.
@@ -501,6 +504,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         delta: opts.delta || opts.force,
         force: opts.delta && opts.force,
         copy_start: manifest.backup.timestamp_copy_start,
+        synced_devices: file_systems.devices(),
     };
     let (size_restored, written) = run_jobs(
         ctx,
@@ -729,10 +733,13 @@ fn save_manifest_copy(manifest: &Manifest, pg_path: &str) -> Result<()> {
 struct FileSystems {
     /// `(path, descriptor)`, one per file system.
     dirs: Vec<(String, std::fs::File)>,
+    /// Their devices (`st_dev`), in the same order.
+    devices: Vec<u64>,
 }
 
 impl FileSystems {
-    /// Open every target directory, keeping one per file system.
+    /// Open every target directory, keeping one per file system whose `syncfs` reports
+    /// write-back errors.
     fn open(targets: &[clean::TargetDir]) -> Result<FileSystems> {
         let mut dirs: Vec<(String, std::fs::File)> = Vec::new();
         let mut devices: Vec<u64> = Vec::new();
@@ -751,16 +758,23 @@ impl FileSystems {
                     )
                 })?
                 .dev();
-            if !devices.contains(&device) {
+            // a file system whose syncfs cannot be trusted is left out: the workers fsync the
+            // files written there one by one
+            if !devices.contains(&device) && pgkeep_storage::posix::syncfs_reports_errors(&dir) {
                 devices.push(device);
                 dirs.push((target.path.clone(), dir));
             }
         }
-        Ok(FileSystems { dirs })
+        Ok(FileSystems { dirs, devices })
     }
 
     fn count(&self) -> usize {
         self.dirs.len()
+    }
+
+    /// The devices flushed by [`FileSystems::sync`].
+    fn devices(&self) -> Vec<u64> {
+        self.devices.clone()
     }
 
     /// Flush each file system to disk and wait.
@@ -775,6 +789,9 @@ impl FileSystems {
                         e.desc()
                     ),
                 )
+                // the kernel now holds pages it failed to write as clean: a delta would checksum
+                // them from memory and keep them
+                .with_hint("once the storage is repaired, restore again without --delta.")
             })?;
         }
         Ok(())
