@@ -343,7 +343,9 @@ impl RecordReader {
         loop {
             let mut byte = [0u8; 1];
             match self.input.read(&mut byte) {
-                Ok(0) if first => return Ok(false),
+                // the end of the file is the end only where the range ends: a file shortened
+                // under the reader must not drop records silently
+                Ok(0) if first && self.left == 0 => return Ok(false),
                 Ok(0) => return Err(corrupt()),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -710,6 +712,17 @@ mod tests {
         assert!(reader.next_into(&mut rec).unwrap());
         assert!(rec.is_empty());
         assert!(!reader.next_into(&mut rec).unwrap());
+        // a file that ends before its range (shortened under the reader) is corrupt, even at a
+        // record boundary: no record is dropped silently
+        let mut short = spool.reader(start, end + 10);
+        let err = loop {
+            match short.next_into(&mut rec) {
+                Ok(true) => {}
+                Ok(false) => panic!("a short file read as a complete one"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), ErrorKind::Format);
         // a range cut inside a record is corrupt, not a short read
         let mut cut = spool.reader(0, 5);
         assert_eq!(

@@ -181,8 +181,17 @@ pub fn build(
                 .is_some_and(|init| init_forks.contains(&manifest_name(&init))))
     })?;
     // the order pgBackRest logs them in: depth first, each directory's entries by name (a
-    // directory's contents before a sibling that only extends its name: `a/b` before `a.x`)
-    notes.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
+    // directory's contents before a sibling that only extends its name: `a/b` before `a.x`),
+    // a tablespace's entries where the walk meets its link, `pg_data/pg_tblspc/<oid>`
+    let walk_key = |name: &str| -> Vec<String> {
+        let at = if name.starts_with("pg_tblspc/") {
+            format!("pg_data/{name}")
+        } else {
+            name.to_string()
+        };
+        at.split('/').map(str::to_string).collect()
+    };
+    notes.sort_by_cached_key(|note| walk_key(&note.0));
     Ok((notes.into_iter().map(|(_, note)| note).collect(), files))
 }
 

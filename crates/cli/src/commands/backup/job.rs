@@ -610,6 +610,23 @@ mod tests {
             CopyResult::ReCopy
         );
         assert_eq!(std::fs::read(repo_dir.join("b/f")).unwrap(), b"content");
+        // under delta the database file is compared as well: a file changed in place since the
+        // interrupted run (same size) is copied again even though the stored copy is intact
+        let mut delta = job.clone();
+        delta.files[0].delta = true;
+        assert_eq!(
+            execute(&delta, &s, &pg, &repo, &mut Vec::new()).unwrap()[0].result,
+            CopyResult::Checksum
+        );
+        std::fs::write(pg_dir.join("f"), b"CONTENT").unwrap();
+        let out = execute(&delta, &s, &pg, &repo, &mut Vec::new()).unwrap();
+        assert_eq!(out[0].result, CopyResult::Copy);
+        assert_eq!(std::fs::read(repo_dir.join("b/f")).unwrap(), b"CONTENT");
+        // and one gone from the database is removed from the repository
+        std::fs::remove_file(pg_dir.join("f")).unwrap();
+        let out = execute(&delta, &s, &pg, &repo, &mut Vec::new()).unwrap();
+        assert_eq!(out[0].result, CopyResult::Skip);
+        assert!(!repo_dir.join("b/f").exists());
     }
 
     #[test]

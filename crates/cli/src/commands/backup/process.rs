@@ -6,8 +6,9 @@
 //! - Jobs are ordered largest file first (pgBackRest's queue order: size descending; with bundles,
 //!   files up to the bundle limit by mtime ascending, then name), so the biggest files start
 //!   early and the run ends with small ones. A bundle starts with the next small file and takes,
-//!   from the next [`LOOKAHEAD_FILES`] in order, each one that keeps it under `repo-bundle-size`;
-//!   ids count from 1 in job order.
+//!   in queue order, each one that keeps it under `repo-bundle-size`, and ends once
+//!   [`LOOKAHEAD_FILES`] files have been passed over (pgBackRest looks through the whole queue,
+//!   which is in memory there); ids count from 1 in job order.
 //! - Memory does not grow with the number of files: the queue is a [`Sorter`] on disk, read in
 //!   order by the workers through a window of at most [`LOOKAHEAD_FILES`] files, and what each
 //!   job did is written by file index to [`Results`] on disk. Worker threads take the next job
@@ -372,6 +373,9 @@ impl Source {
         let mut files = vec![first];
         let mut at = 0;
         while total < b.size {
+            // each file taken makes room for the next in the queue, so a bundle ends when it is
+            // full or when a whole window of files was passed over, not where the window ends
+            self.fill(LOOKAHEAD_FILES, u64::MAX)?;
             let Some(next) = self.ahead.get(at) else {
                 break;
             };
@@ -499,7 +503,10 @@ pub fn jobs(files: &FileList, plan: &Plan<'_>) -> Result<Queue> {
         let rel = pg_relative(&entry.name);
         let has_reference = file.reference.is_some();
         let resume = entry.mark & RESUMED != 0;
-        let delta = plan.delta && has_reference && file.size != 0;
+        // a resumed file is delta-checked too (pgBackRest `backupResumeClean()` sets its delta):
+        // under delta, resume does not compare timestamps, so the database file must still
+        // match the stored copy's checksum for the copy to be kept
+        let delta = plan.delta && file.size != 0 && (has_reference || resume);
         let queued = Queued {
             idx,
             size: file.size,
@@ -1155,6 +1162,34 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_is_not_cut_short_by_the_window() {
+        let dd = datadir();
+        let mut w = FileListWriter::new().unwrap();
+        // 3 * LOOKAHEAD_FILES small files, then one too large for what is left of the bundle
+        let n = 3 * LOOKAHEAD_FILES as u64;
+        for i in 0..n {
+            let f = ManifestFile::new(10, 1, 0o600, None, None);
+            w.push(&format!("pg_data/base/1/{i:06}"), &f, 0).unwrap();
+        }
+        let files = w.finish().unwrap();
+        let bundling = Bundling {
+            size: 10 * n + 5,
+            limit: 100,
+        };
+        let taken = all(&jobs(&files, &plan_for(&dd, Some(bundling))).unwrap());
+        let sizes: Vec<(u64, usize)> = taken.iter().map(|j| (j.bundle_id, j.files.len())).collect();
+        assert_eq!(sizes, [(1, n as usize)], "one bundle holds every file");
+        // a bundle that is full leaves the rest for the next one
+        let bundling = Bundling {
+            size: 10 * 1000 + 5,
+            limit: 100,
+        };
+        let taken = all(&jobs(&files, &plan_for(&dd, Some(bundling))).unwrap());
+        let sizes: Vec<(u64, usize)> = taken.iter().map(|j| (j.bundle_id, j.files.len())).collect();
+        assert_eq!(sizes, [(1, 1000), (2, n as usize - 1000)]);
+    }
+
+    #[test]
     fn jobs_carry_checksums_only_when_needed() {
         let dd = datadir();
         let mut w = FileListWriter::new().unwrap();
@@ -1172,6 +1207,7 @@ mod tests {
             w.push(name, &f, 0).unwrap();
         }
         let mut c = ManifestFile::new(30, 1, 0o600, None, None);
+        c.checksum = Some(Checksum::parse(&"c".repeat(40)));
         c.checksum_repo = Some(Checksum::parse(&"e".repeat(40)));
         w.push("pg_data/c", &c, RESUMED).unwrap();
         let files = w.finish().unwrap();
@@ -1179,7 +1215,8 @@ mod tests {
         let plain = all(&jobs(&files, &plan_for(&dd, None)).unwrap());
         let names: Vec<&str> = plain.iter().map(|j| j.files[0].name.as_str()).collect();
         assert_eq!(names, ["pg_data/c"]);
-        assert_eq!(plain[0].files[0].checksum, None);
+        assert_eq!(plain[0].files[0].checksum, Some("c".repeat(40)));
+        assert!(!plain[0].files[0].delta);
         assert_eq!(plain[0].files[0].repo_checksum, Some("e".repeat(40)));
         assert_eq!(plain[0].files[0].pg_file, "/pg/c");
         assert!(plain[0].files[0].resume);
@@ -1208,7 +1245,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("pg_data/c", false, None, true),
+                // resumed under delta: the database file is compared too
+                ("pg_data/c", true, Some("c"), true),
                 ("pg_data/b", true, Some("b"), false),
                 ("pg_data/a", true, Some("a"), false),
             ]

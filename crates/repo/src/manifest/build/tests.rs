@@ -134,6 +134,10 @@ fn fabricate(base: &Path) -> (String, String) {
     put(&ts, "PG_15_202209061/5/777", 8192);
     put(&ts, "PG_14_202107181/5/888", 8192);
     symlink(&ts, data.join("pg_tblspc/16400")).unwrap();
+    // special files, inside the tablespace and at the end of PGDATA: pgBackRest's walk meets
+    // the first at pg_data/pg_tblspc/16400, before skip_me
+    std::os::unix::net::UnixListener::bind(ts.join("PG_15_202209061/5/sock")).unwrap();
+    std::os::unix::net::UnixListener::bind(data.join("zz_sock")).unwrap();
     put(&ext, "conf/pg_ident.conf", 4);
     put(&ext, "dirlink/inside", 2);
     symlink(ext.join("conf/pg_ident.conf"), data.join("pg_ident.conf")).unwrap();
@@ -260,9 +264,13 @@ fn build_applies_every_exclusion_and_follows_links() {
             Note::Info(format!(
                 "exclude contents of '{data}/excluded_dir' from backup using 'excluded_dir/' exclusion"
             )),
+            Note::Warn(format!(
+                "exclude special file '{data}/pg_tblspc/16400/PG_15_202209061/5/sock' from backup"
+            )),
             Note::Info(format!(
                 "exclude '{data}/skip_me' from backup using 'skip_me' exclusion"
             )),
+            Note::Warn(format!("exclude special file '{data}/zz_sock' from backup")),
         ]
     );
     // the result saves and loads (defaults derived from pg_data)
