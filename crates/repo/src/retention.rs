@@ -103,8 +103,7 @@ pub fn reconstruct(
         if !exists(storage, &path)? {
             continue;
         }
-        let manifest =
-            LazyManifest::load(storage, &path, info.cipher_pass.as_deref())?.into_manifest()?;
+        let manifest = LazyManifest::load_full(storage, &path, info.cipher_pass.as_deref())?;
         let known = info.history.iter().any(|h| {
             h.id == manifest.db.id
                 && h.system_id == manifest.db.system_id

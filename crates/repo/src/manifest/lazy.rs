@@ -111,29 +111,56 @@ impl<'s> LazyManifest<'s> {
             &join(storage.root(), path),
             Manifest::KIND,
             Manifest::LOAD_HINT,
-            &mut |candidate| {
-                let (manifest, file_defaults, checksum) =
-                    read_stream(storage, candidate, cipher_pass, &mut |reader, name| {
-                        let mut references = References::default();
-                        let (ini, checksum) =
-                            Ini::parse_reader(reader, name, SECTION_FILE, &mut |_, value| {
-                                references.add(&value);
-                                Ok(())
-                            })?;
-                        let (manifest, file_defaults) = head(ini, name, references)?;
-                        Ok((manifest, file_defaults, checksum))
+            &mut |candidate| Self::load_one(storage, candidate, cipher_pass),
+        )
+    }
+
+    /// [`LazyManifest::load`] of one candidate file, without fallback.
+    fn load_one(
+        storage: &'s dyn Storage,
+        candidate: &str,
+        cipher_pass: Option<&str>,
+    ) -> Result<LazyManifest<'s>> {
+        let (manifest, file_defaults, checksum) =
+            read_stream(storage, candidate, cipher_pass, &mut |reader, name| {
+                let mut references = References::default();
+                let (ini, checksum) =
+                    Ini::parse_reader(reader, name, SECTION_FILE, &mut |_, value| {
+                        references.add(&value);
+                        Ok(())
                     })?;
-                Ok(LazyManifest {
-                    manifest,
-                    source: Source::Stored {
-                        storage,
-                        path: candidate.to_string(),
-                        cipher_pass: cipher_pass.map(str::to_string),
-                        checksum,
-                    },
-                    file_defaults,
-                })
+                let (manifest, file_defaults) = head(ini, name, references)?;
+                Ok((manifest, file_defaults, checksum))
+            })?;
+        Ok(LazyManifest {
+            manifest,
+            source: Source::Stored {
+                storage,
+                path: candidate.to_string(),
+                cipher_pass: cipher_pass.map(str::to_string),
+                checksum,
             },
+            file_defaults,
+        })
+    }
+
+    /// The whole manifest, loaded as [`crate::info::load_info`] loads it (a failure anywhere in `path`, its file
+    /// entries included, falls back to `path.copy`), its entries streamed into the map one at a time: the
+    /// transient memory is one entry, never the file's text and its parse beside the map.
+    ///
+    /// # Errors
+    /// As [`crate::info::load_info`] for a manifest.
+    pub fn load_full(
+        storage: &'s dyn Storage,
+        path: &str,
+        cipher_pass: Option<&str>,
+    ) -> Result<Manifest> {
+        load_with(
+            path,
+            &join(storage.root(), path),
+            Manifest::KIND,
+            Manifest::LOAD_HINT,
+            &mut |candidate| Self::load_one(storage, candidate, cipher_pass)?.into_manifest(),
         )
     }
 
@@ -372,6 +399,31 @@ mod tests {
             ["20240102-000000F", "20240102-000000F_20240103-000000I"]
         );
         assert_eq!(lazy.manifest.backup.reference, full.backup.reference);
+    }
+
+    #[test]
+    fn a_full_load_falls_back_to_the_copy_for_a_bad_entry() {
+        let good = "[backrest]\nbackrest-format=5\nbackrest-version=\"2.45\"\n\n[backup]\nbackup-label=\"20240102-000000F\"\nbackup-reference=\"20240102-000000F\"\nbackup-type=\"full\"\n\n[backup:db]\ndb-catalog-version=202209061\ndb-control-version=1300\ndb-id=1\ndb-system-id=1\ndb-version=\"15\"\n\n[backup:option]\noption-archive-check=true\noption-archive-copy=false\noption-compress=false\noption-hardlink=false\noption-online=true\n\n[backup:target]\npg_data={\"path\":\"/d\",\"type\":\"path\"}\n\n[target:file]\npg_data/a={\"size\":1,\"timestamp\":1}\n\n[target:file:default]\ngroup=\"pg\"\nmode=\"0600\"\nuser=\"pg\"\n\n[target:path]\npg_data={}\n\n[target:path:default]\ngroup=\"pg\"\nmode=\"0700\"\nuser=\"pg\"\n";
+        // a well-formed file (its checksum right) whose one entry does not load
+        let bad = good.replace("{\"size\":1,", "{\"size\":\"one\",");
+        let good = super::super::tests::rechecksum_excerpt(good.as_bytes());
+        let bad = super::super::tests::rechecksum_excerpt(bad.as_bytes());
+        let storage = MemStorage::new();
+        let path = "backup/demo/L/backup.manifest";
+        storage.insert(path, &bad);
+        storage.insert(&format!("{path}.copy"), &good);
+        // the head of the main file loads; its entry fails only when the entries are read
+        let head_only = LazyManifest::load(&storage, path, None).unwrap();
+        assert!(head_only.into_manifest().is_err());
+        let loaded = LazyManifest::load_full(&storage, path, None).unwrap();
+        assert_eq!(loaded, Manifest::from_bytes(&good, "").unwrap());
+        assert_eq!(loaded, load_info::<Manifest>(&storage, path, None).unwrap());
+        // with no good copy, both files are named, as load_info names them
+        storage.insert(&format!("{path}.copy"), &bad);
+        let err = LazyManifest::load_full(&storage, path, None).unwrap_err();
+        let full_err = load_info::<Manifest>(&storage, path, None).unwrap_err();
+        assert_eq!(err.kind(), full_err.kind());
+        assert_eq!(err.message(), full_err.message());
     }
 
     #[test]

@@ -202,13 +202,11 @@ fn load_stanza(repo: &Repo, stanza: &str, set: Option<&str>) -> RepoState {
         };
     let set_manifest = match set {
         Some(label) => {
-            match LazyManifest::load(
+            match LazyManifest::load_full(
                 storage,
                 &layout::manifest_path(stanza, label),
                 backup_info.cipher_pass.as_deref(),
-            )
-            .and_then(LazyManifest::into_manifest)
-            {
+            ) {
                 Ok(manifest) => Some(set_manifest(&manifest)),
                 Err(e) => return RepoState::Error(RepoError::from(&e)),
             }

@@ -390,12 +390,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let chosen = choose_backup(ctx, stanza, &opts)?;
     let repo_storage = chosen.repo.storage.as_ref();
     // loaded entry by entry: memory holds the manifest, never its text beside it
-    let mut manifest = LazyManifest::load(
+    let mut manifest = LazyManifest::load_full(
         repo_storage,
         &layout::manifest_path(stanza, &chosen.label),
         chosen.info.cipher_pass.as_deref(),
-    )?
-    .into_manifest()?;
+    )?;
     if !manifest.options.online && !opts.type_given {
         opts.ty = RecoveryType::None;
         opts.recovery.ty = RecoveryType::None;
