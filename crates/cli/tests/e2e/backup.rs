@@ -661,6 +661,97 @@ fn killed_backup_resumes_and_is_never_listed() {
     verify(&site);
 }
 
+/// Tables dropped while the backup copies (their files gone before the workers reach them) are
+/// skipped and left out of the manifest: the backup succeeds, and pgbackrest verifies and restores it.
+#[test]
+fn files_dropped_during_the_copy_are_skipped_not_fatal() {
+    let site = site(
+        PGBACKREST,
+        "compress-type=gz\ncompress-level=9\nprocess-max=1\n",
+    );
+    let c = &site.cluster;
+    // one large relation (copied first: largest first, slow at gz level 9), then small ones
+    c.psql("create table big (i int, s text)").unwrap();
+    c.psql("alter table big alter column s set storage external")
+        .unwrap();
+    c.psql("insert into big select i, (select string_agg(md5(random()::text || i || j), '') from generate_series(1, 2000) j) from generate_series(1, 1600) i")
+        .unwrap();
+    let mut dropped = Vec::new();
+    for n in 0..30 {
+        c.psql(&format!(
+            "create table gone{n} as select i from generate_series(1, 2000) i"
+        ))
+        .unwrap();
+        dropped.push(
+            c.psql(&format!("select pg_relation_filepath('gone{n}')"))
+                .unwrap(),
+        );
+    }
+    c.psql("checkpoint").unwrap();
+    let mut cmd = Command::new(PGKEEP);
+    cmd.arg(format!("--config={}", site.conf.display())).args([
+        "--stanza=demo",
+        "--type=full",
+        "--log-level-console=detail",
+        "backup",
+    ]);
+    let child = pgkeep_testkit::as_owner(&cmd)
+        .unwrap()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the copy has begun once the database directory exists in the backup
+    let backup_dir = site.repo().join("backup/demo");
+    let begin = Instant::now();
+    while !std::fs::read_dir(&backup_dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().join("pg_data/base/5").exists())
+    {
+        assert!(
+            begin.elapsed() < Duration::from_secs(60),
+            "the backup did not start copying"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for n in 0..30 {
+        c.psql(&format!("drop table gone{n}")).unwrap();
+    }
+    // a dropped relation's first segment is unlinked at the next checkpoint
+    c.psql("checkpoint").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    let label = new_label(&stdout);
+    let data = c.data_dir().display().to_string();
+    let skipped = dropped
+        .iter()
+        .filter(|rel| stdout.contains(&format!("skip file removed by database {data}/{rel}")))
+        .count();
+    assert_eq!(skipped, dropped.len(), "{stdout}");
+    let m = manifest_of(&site, &label);
+    for rel in &dropped {
+        assert!(
+            !m.contains(&format!("pg_data/{rel}=")),
+            "{rel} in the manifest"
+        );
+    }
+    archive_all(c);
+    assert_eq!(
+        pgbackrest_labels(&site),
+        [(label.clone(), "full".to_string())]
+    );
+    verify(&site);
+    let expected = c.psql(CONTENT_SQL).unwrap();
+    let count = c.psql("select count(*) from big").unwrap();
+    assert_eq!(
+        restore_checking(&site, &label, 0, &[CONTENT_SQL, "select count(*) from big"]),
+        format!("{expected}\n{count}")
+    );
+}
+
 #[test]
 fn bad_input_fails_with_one_line_and_lists_nothing() {
     let site = Site::new(None);
