@@ -19,6 +19,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use pgkeep_base::Error;
 
 /// Log levels, most severe first (the order pgBackRest compares them in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -278,6 +281,78 @@ fn write_indented(out: &mut dyn Write, text: &str, indent: usize) {
     let _ = out.flush();
 }
 
+/// An error as pgBackRest logs it: the message, then its hint on a `HINT:` line.
+#[must_use]
+pub fn error_text(e: &Error) -> String {
+    match e.hint() {
+        Some(hint) => format!("{}\nHINT: {hint}", e.message()),
+        None => e.message().to_string(),
+    }
+}
+
+/// The `command begin`/`command end` lines of one command or role (pgBackRest `cmdBegin()`/
+/// `cmdEnd()`): `<name> command begin <version>: [<params>] --<option>...` and
+/// `<name> command end: completed successfully` (with the elapsed milliseconds when timestamps
+/// are logged) or `aborted with exception [NNN]` after the error itself.
+pub struct Announce {
+    name: String,
+    level: Level,
+    timestamp: bool,
+    begin: Instant,
+}
+
+impl Announce {
+    /// Log the begin line of `name` at `level`; `options` are the command's parameters (one
+    /// `[...]` item) and options (`--name=value`), in any order: the parameters are shown first,
+    /// then the options by name, as pgBackRest lists them.
+    pub fn begin(
+        log: &Logger,
+        name: String,
+        level: Level,
+        mut options: Vec<String>,
+        timestamp: bool,
+    ) -> Announce {
+        options.sort_by(|a, b| {
+            (!a.starts_with('['), a.as_str()).cmp(&(!b.starts_with('['), b.as_str()))
+        });
+        log.log(
+            level,
+            None,
+            &format!(
+                "{name} command begin {}: {}",
+                crate::VERSION,
+                options.join(" ")
+            ),
+        );
+        Announce {
+            name,
+            level,
+            timestamp,
+            begin: Instant::now(),
+        }
+    }
+
+    /// Log the end line: success, or the error (at error level) and its code.
+    pub fn end(&self, log: &Logger, result: Result<(), &Error>) {
+        let text = match result {
+            Ok(()) if self.timestamp => format!(
+                "completed successfully ({}ms)",
+                self.begin.elapsed().as_millis()
+            ),
+            Ok(()) => "completed successfully".to_string(),
+            Err(e) => {
+                log.error(e.code(), &error_text(e));
+                format!("aborted with exception [{:03}]", e.code())
+            }
+        };
+        log.log(
+            self.level,
+            None,
+            &format!("{} command end: {text}", self.name),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +393,50 @@ mod tests {
         assert_eq!(
             text,
             "-------------------PROCESS START-------------------\nP00   INFO: hello\n            world\n"
+        );
+    }
+
+    #[test]
+    fn begin_and_end_lines_list_parameters_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo-archive-push-async.log");
+        let mut log = Logger::new(LogSettings {
+            console: Level::Off,
+            stderr: Level::Off,
+            file: Level::Info,
+            timestamp: false,
+            process: 0,
+        });
+        log.open_file(path.to_str().unwrap());
+        let options = vec![
+            "--stanza=demo".to_string(),
+            "[pg_wal/000000010000000000000001]".to_string(),
+            "--exec-id=1-a".to_string(),
+        ];
+        let ok = Announce::begin(
+            &log,
+            "archive-push:async".into(),
+            Level::Info,
+            options,
+            false,
+        );
+        ok.end(&log, Ok(()));
+        let failed = Announce::begin(&log, "check".into(), Level::Info, Vec::new(), true);
+        let e = Error::new(pgkeep_base::ErrorKind::FileMissing, "gone").with_hint("look");
+        failed.end(&log, Err(&e));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        let v = crate::VERSION;
+        assert_eq!(
+            lines,
+            [
+                format!("P00   INFO: archive-push:async command begin {v}: [pg_wal/000000010000000000000001] --exec-id=1-a --stanza=demo").as_str(),
+                "P00   INFO: archive-push:async command end: completed successfully",
+                format!("P00   INFO: check command begin {v}: ").as_str(),
+                "P00  ERROR: [055]: gone",
+                "            HINT: look",
+                "P00   INFO: check command end: aborted with exception [055]",
+            ]
         );
     }
 }

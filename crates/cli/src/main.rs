@@ -13,13 +13,12 @@ mod progress;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use pgkeep_base::Error;
 use pgkeep_config::{CommandId, Config, LogLevelDefault, OptionId, ParseInput};
 
 use crate::ctx::Ctx;
-use crate::log::{Level, LogSettings, Logger};
+use crate::log::{Announce, Level, LogSettings, Logger};
 
 /// Version printed by `version` and in logs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -34,19 +33,11 @@ fn main() -> ExitCode {
                 timestamp: false,
                 ..LogSettings::default()
             })
-            .error(e.code(), &full_message(&e));
+            .error(e.code(), &log::error_text(&e));
             return ExitCode::from(e.code());
         }
     };
     ExitCode::from(run(cfg))
-}
-
-/// Message plus hint lines, as pgBackRest prints them.
-fn full_message(e: &Error) -> String {
-    match e.hint() {
-        Some(hint) => format!("{}\nHINT: {hint}", e.message()),
-        None => e.message().to_string(),
-    }
 }
 
 fn level(cfg: &Config, opt: OptionId, default: Level) -> Level {
@@ -110,59 +101,19 @@ fn ctx_display_options(cfg: &Config, command: CommandId, exec_id: &str) -> Vec<S
     options
 }
 
-/// The `command begin`/`command end` lines of one command (pgBackRest `cmdBegin()`/`cmdEnd()`),
-/// at the command's default level.
-struct Announce {
-    command: CommandId,
-    level: Level,
-    begin: Instant,
-}
-
-impl Announce {
-    /// Log the begin line of `command`.
-    fn begin(ctx: &Ctx, command: CommandId) -> Announce {
-        let level = match command.log_level_default() {
-            LogLevelDefault::Info => Level::Info,
-            LogLevelDefault::Debug => Level::Debug,
-        };
-        let mut options = ctx_display_options(&ctx.cfg, command, &ctx.exec_id);
-        options.sort();
-        ctx.log.log(
-            level,
-            None,
-            &format!(
-                "{} command begin {VERSION}: {}",
-                command.name(),
-                options.join(" ")
-            ),
-        );
-        Announce {
-            command,
-            level,
-            begin: Instant::now(),
-        }
-    }
-
-    /// Log the end line: success (with the elapsed time when timestamps are logged, as pgBackRest
-    /// does), or the error and its code.
-    fn end(&self, ctx: &Ctx, result: &Result<u8, Error>) {
-        let text = match result {
-            Ok(_) if ctx.cfg.bool(OptionId::LogTimestamp) => format!(
-                "completed successfully ({}ms)",
-                self.begin.elapsed().as_millis()
-            ),
-            Ok(_) => "completed successfully".to_string(),
-            Err(e) => {
-                ctx.log.error(e.code(), &full_message(e));
-                format!("aborted with exception [{:03}]", e.code())
-            }
-        };
-        ctx.log.log(
-            self.level,
-            None,
-            &format!("{} command end: {text}", self.command.name()),
-        );
-    }
+/// Log the begin line of `command` at its default level (see [`Announce`]).
+fn announce_begin(ctx: &Ctx, command: CommandId) -> Announce {
+    let level = match command.log_level_default() {
+        LogLevelDefault::Info => Level::Info,
+        LogLevelDefault::Debug => Level::Debug,
+    };
+    Announce::begin(
+        &ctx.log,
+        command.name().to_string(),
+        level,
+        ctx_display_options(&ctx.cfg, command, &ctx.exec_id),
+        ctx.cfg.bool(OptionId::LogTimestamp),
+    )
 }
 
 /// Run the configured command; returns the exit code.
@@ -177,7 +128,7 @@ fn run(cfg: Config) -> u8 {
         log: logger,
         exec_id,
     };
-    let mut announce = Announce::begin(&ctx, command);
+    let mut announce = announce_begin(&ctx, command);
     // pgBackRest logs configuration warnings after the command begin line.
     for warning in ctx.cfg.warnings() {
         ctx.log.warn(warning);
@@ -187,7 +138,7 @@ fn run(cfg: Config) -> u8 {
     } else {
         commands::run(&ctx)
     };
-    announce.end(&ctx, &result);
+    announce.end(&ctx.log, result.as_ref().map(drop));
     match result {
         Ok(code) => code,
         Err(e) => e.code(),
@@ -210,9 +161,9 @@ fn backup_then_expire(ctx: &mut Ctx, announce: &mut Announce) -> Result<u8, Erro
     if !ctx.cfg.bool(OptionId::ExpireAuto) {
         return Ok(0);
     }
-    announce.end(ctx, &Ok(0));
+    announce.end(&ctx.log, Ok(()));
     ctx.log = Arc::new(logger_for(&ctx.cfg, CommandId::Expire));
-    *announce = Announce::begin(ctx, CommandId::Expire);
+    *announce = announce_begin(ctx, CommandId::Expire);
     lock::write_backup_data(ctx.lock_path(), &stanza, &ctx.exec_id, None)?;
     commands::expire::run_after_backup(ctx)?;
     Ok(0)

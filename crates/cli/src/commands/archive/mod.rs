@@ -95,14 +95,7 @@ pub fn wal_path(file: &str, pg_path: Option<&str>, command: &str) -> Result<Stri
     Ok(format!("{}/{file}", pg_path.trim_end_matches('/')))
 }
 
-/// An error as pgBackRest prints its message: the message, then one `HINT:` line per hint.
-#[must_use]
-pub fn error_text(e: &Error) -> String {
-    match e.hint() {
-        Some(hint) => format!("{}\nHINT: {hint}", e.message()),
-        None => e.message().to_string(),
-    }
-}
+pub use crate::log::error_text;
 
 /// `repoN: [ErrorType] message`, the line pgBackRest collects per failed repository.
 #[must_use]
@@ -598,33 +591,19 @@ pub fn async_timeout(ctx: &Ctx, action: &str, file: &str, direction: &str) -> Er
 /// Whatever `body` returns (also logged to the file).
 pub fn run_logged(ctx: &Ctx, body: impl FnOnce(&Arc<Logger>) -> Result<()>) -> Result<()> {
     let log = async_logger(ctx);
-    let begin = Instant::now();
-    let name = format!("{}:async", ctx.cfg.command().name());
     let mut options = ctx.cfg.display_options();
     if !options.iter().any(|o| o.starts_with("--exec-id=")) {
         options.push(format!("--exec-id={}", ctx.exec_id));
     }
-    // parameters first (pgBackRest's order), then the options by name
-    options.sort_by_key(|o| (!o.starts_with('['), o.clone()));
-    log.info(&format!(
-        "{name} command begin {}: {}",
-        crate::VERSION,
-        options.join(" ")
-    ));
+    let announce = crate::log::Announce::begin(
+        &log,
+        format!("{}:async", ctx.cfg.command().name()),
+        Level::Info,
+        options,
+        ctx.cfg.bool(OptionId::LogTimestamp),
+    );
     let result = body(&log);
-    match &result {
-        Ok(()) => log.info(&format!(
-            "{name} command end: completed successfully ({}ms)",
-            begin.elapsed().as_millis()
-        )),
-        Err(e) => {
-            log.error(e.code(), &error_text(e));
-            log.info(&format!(
-                "{name} command end: aborted with exception [{:03}]",
-                e.code()
-            ));
-        }
-    }
+    announce.end(&log, result.as_ref().copied());
     result
 }
 
