@@ -266,13 +266,23 @@ pub trait Storage: Send + Sync {
     }
 
     /// Make every file written below `path` durable at once (posix: one `syncfs()` of the file
-    /// system holding it), for writers that skipped the per-file fsync.
+    /// system holding it), for writers that skipped the per-file fsync because
+    /// [`Storage::sync_all_covers`] said they could.
     ///
     /// # Errors
     /// `PathOpen` when `path` cannot be opened, `PathSync` when the flush fails;
     /// `FeatureNotSupported` on drivers without [`Features::sync_all`].
     fn sync_all(&self, path: &str) -> Result<()> {
         Err(not_supported(self.driver(), "sync all", path))
+    }
+
+    /// Whether files written below `path` (an existing directory) may skip their per-file fsync
+    /// and rely on one [`Storage::sync_all`] afterwards: it must make them durable *and* report
+    /// the write-back errors of their writes. `false` on drivers without [`Features::sync_all`],
+    /// and whenever that cannot be told.
+    fn sync_all_covers(&self, path: &str) -> bool {
+        let _ = path;
+        false
     }
 
     /// Create a link at `link_path` pointing to `target`. A soft link's target is stored as given

@@ -62,8 +62,6 @@ pub struct PosixStorage {
     /// reports the file system's write-back errors that happened after the descriptor it is given
     /// was opened, so a descriptor opened only when syncing would miss those of the writes.
     watch: std::sync::Arc<std::sync::OnceLock<Option<File>>>,
-    /// Whether [`syncfs_reports_errors`] holds for the root's file system, found once.
-    syncfs: std::sync::Arc<std::sync::OnceLock<bool>>,
 }
 
 impl PartialEq for PosixStorage {
@@ -87,7 +85,6 @@ impl PosixStorage {
             file_mode: DEFAULT_FILE_MODE,
             path_mode: DEFAULT_PATH_MODE,
             watch: std::sync::Arc::default(),
-            syncfs: std::sync::Arc::default(),
         }
     }
 
@@ -201,12 +198,7 @@ impl Storage for PosixStorage {
         Features {
             path: true,
             path_sync: true,
-            // found once; a root that cannot be opened yet gets per-file syncs (the safe side)
-            sync_all: *self.syncfs.get_or_init(|| {
-                File::open(&self.root)
-                    .map(|root| syncfs_reports_errors(&root))
-                    .unwrap_or(false)
-            }),
+            sync_all: true,
             hardlink: true,
             symlink: true,
             info_detail: true,
@@ -443,6 +435,17 @@ impl Storage for PosixStorage {
             nix::unistd::syncfs(watch).map_err(failed)?;
         }
         nix::unistd::syncfs(&dir).map_err(failed)
+    }
+
+    /// Covered when `path` is on the root's file system (whose descriptor, opened before the
+    /// first write, sees every write-back error since) and [`syncfs_reports_errors`] there; a
+    /// path on another file system (a mount or link below the root) is not.
+    fn sync_all_covers(&self, path: &str) -> bool {
+        let device = |p: &str| File::open(p).and_then(|f| f.metadata().map(|m| (f, m.dev())));
+        match (device(&self.root), device(&self.path(path))) {
+            (Ok((_, root)), Ok((dir, at))) => root == at && syncfs_reports_errors(&dir),
+            _ => false,
+        }
     }
 
     fn link_create(&self, target: &str, link_path: &str, link_type: LinkType) -> Result<()> {
@@ -2267,21 +2270,35 @@ mod tests {
         assert_eq!(kernel_version("garbage"), None);
         assert!(kernel_version("4.18.0").unwrap() < (5, 8));
         assert!(kernel_version("5.10.1").unwrap() >= (5, 8));
-        // this machine's kernel and temp file system: tmpfs or a disk, never FUSE here
+        // this machine's kernel and temp file system
         let dir = tempfile::tempdir().unwrap();
         let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-        let expected = kernel_version(&release).unwrap() >= (5, 8);
+        let fuse = nix::sys::statfs::statfs(dir.path())
+            .unwrap()
+            .filesystem_type()
+            == nix::sys::statfs::FUSE_SUPER_MAGIC;
+        let expected = kernel_version(&release).unwrap() >= (5, 8) && !fuse;
         assert_eq!(
             syncfs_reports_errors(&File::open(dir.path()).unwrap()),
             expected
         );
         let storage = PosixStorage::new(dir.path().to_str().unwrap());
-        assert_eq!(storage.features().sync_all, expected);
-        let missing = PosixStorage::new(dir.path().join("missing").to_str().unwrap());
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        assert_eq!(storage.sync_all_covers("sub"), expected);
+        assert_eq!(storage.sync_all_covers(""), expected);
         assert!(
-            !missing.features().sync_all,
-            "unknown file system: per-file syncs"
+            !storage.sync_all_covers("missing"),
+            "unknown: per-file syncs"
         );
+        // a file system mounted below the root is not covered by the root's syncfs
+        let here = fs::metadata(dir.path()).unwrap().dev();
+        if let Some(other) = ["/dev/shm", "/proc", "/sys"]
+            .into_iter()
+            .find(|p| fs::metadata(p).is_ok_and(|m| m.dev() != here))
+        {
+            std::os::unix::fs::symlink(other, dir.path().join("elsewhere")).unwrap();
+            assert!(!storage.sync_all_covers("elsewhere"));
+        }
     }
 
     #[test]

@@ -132,8 +132,9 @@ impl Pgbench {
         }
     }
 
-    /// Stop the load; fails the test when pgbench ended on its own (an error) before that.
-    fn finish(mut self) {
+    /// Stop the load and wait until the server has ended pgbench's sessions (a transaction it
+    /// had sent commits before that); fails the test when pgbench ended on its own (an error).
+    fn finish(mut self, cluster: &PgCluster) {
         let mut child = self.child.take().unwrap();
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -141,6 +142,18 @@ impl Pgbench {
         );
         let _ = child.kill();
         let _ = child.wait();
+        let begin = Instant::now();
+        while cluster
+            .psql("select count(*) from pg_stat_activity where application_name = 'pgbench'")
+            .unwrap()
+            != "0"
+        {
+            assert!(
+                begin.elapsed() < Duration::from_secs(30),
+                "pgbench sessions still running"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -374,7 +387,7 @@ fn full_incr_diff_under_load_restore_with_pgbackrest() {
     let diff = new_label(&out);
     let batches = writer.finish();
     assert!(batches > 0);
-    pgbench.finish();
+    pgbench.finish(&site.cluster);
     archive_all(&site.cluster);
 
     assert_eq!(
@@ -482,6 +495,8 @@ fn bz2_bundled_full_and_diff_restore_with_pgbackrest() {
     let m = manifest_of(&site, &diff);
     assert!(m.contains("option-compress-type=\"bz2\""), "{m}");
     assert!(m.contains("\"bni\":1"), "{m}");
+    let diff_bundle = site.repo().join(format!("backup/demo/{diff}/bundle/1"));
+    assert!(diff_bundle.exists(), "no bundle in the diff");
     assert_eq!(
         pgbackrest_labels(&site),
         [
@@ -715,9 +730,8 @@ fn files_dropped_during_the_copy_are_skipped_not_fatal() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    for n in 0..30 {
-        c.psql(&format!("drop table gone{n}")).unwrap();
-    }
+    let all: Vec<String> = (0..30).map(|n| format!("gone{n}")).collect();
+    c.psql(&format!("drop table {}", all.join(", "))).unwrap();
     // a dropped relation's first segment is unlinked at the next checkpoint
     c.psql("checkpoint").unwrap();
     let out = child.wait_with_output().unwrap();

@@ -393,7 +393,8 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         compress: opts.compress,
         level: opts.level,
         cipher_pass: manifest.cipher_pass.clone(),
-        sync_each: !storage.features().sync_all,
+        // files stored on a file system the final syncfs does not cover are fsynced one by one
+        sync_each: !storage.sync_all_covers(&layout::backup_path(stanza)),
     };
     let results = copy_files(
         ctx,

@@ -10,8 +10,9 @@
 //!   [`LOOKAHEAD_FILES`] files have been passed over (pgBackRest looks through the whole queue,
 //!   which is in memory there); ids count from 1 in job order.
 //! - Memory does not grow with the number of files: the queue is a [`Sorter`] on disk, read in
-//!   order by the workers through a window of at most [`LOOKAHEAD_FILES`] files, and what each
-//!   job did is written by file index to [`Results`] on disk. Worker threads take the next job
+//!   order by the workers through a window of at most [`LOOKAHEAD_FILES`] files (a bundle job
+//!   being built holds the files it took besides: as many as fit in `repo-bundle-size`), and
+//!   what each job did is written by file index to [`Results`] on disk. Worker threads take the next job
 //!   from the shared queue and send results over a channel; only the calling thread writes the
 //!   results. The first error stops the workers from taking new jobs and is returned once the
 //!   running ones have ended. No file content is ever held beyond one chunk buffer per worker.
@@ -116,7 +117,8 @@ pub fn pg_file(pg_path: &str, name: &str) -> String {
     format!("{}/{}", pg_path.trim_end_matches('/'), pg_relative(name))
 }
 
-/// Files a bundle may be chosen from, and the most files the queue holds in memory.
+/// The queue's window: the most files it holds in memory, and how many files a bundle may pass
+/// over before it ends.
 pub const LOOKAHEAD_FILES: usize = 512;
 /// Small files are read ahead of the workers up to this many bytes ...
 const PREFETCH_BYTES: u64 = 64 * 1024 * 1024;
@@ -639,6 +641,10 @@ impl Storage for Counted<'_> {
 
     fn path_create(&self, path: &str, mode: Option<u32>) -> Result<()> {
         self.inner.path_create(path, mode)
+    }
+
+    fn sync_all_covers(&self, path: &str) -> bool {
+        self.inner.sync_all_covers(path)
     }
 
     fn sync_all(&self, path: &str) -> Result<()> {
@@ -1165,7 +1171,7 @@ mod tests {
     fn a_bundle_is_not_cut_short_by_the_window() {
         let dd = datadir();
         let mut w = FileListWriter::new().unwrap();
-        // 3 * LOOKAHEAD_FILES small files, then one too large for what is left of the bundle
+        // 3 * LOOKAHEAD_FILES small files, more than one window holds
         let n = 3 * LOOKAHEAD_FILES as u64;
         for i in 0..n {
             let f = ManifestFile::new(10, 1, 0o600, None, None);

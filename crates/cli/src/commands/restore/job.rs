@@ -20,8 +20,8 @@
 //!   report success: pgBackRest fsyncs each file as it closes it; deferring lets the workers go
 //!   on decoding while the kernel writes back, and needs no list of the files. Any other file
 //!   (on a volume mounted below a target, bind-mounted over a restored file, or on a file system
-//!   where `syncfs` does not report write-back errors) is fsynced as it is closed; so is a file
-//!   a delta truncated.
+//!   where `syncfs` does not report write-back errors) is fsynced as it is closed, a delta's
+//!   truncation included.
 //! - Bundled files next to each other are read with one open of the bundle.
 
 use std::fs::{File, OpenOptions};
