@@ -302,19 +302,16 @@ pub struct Announce {
 }
 
 impl Announce {
-    /// Log the begin line of `name` at `level`; `options` are the command's parameters (one
-    /// `[...]` item) and options (`--name=value`), in any order: the parameters are shown first,
-    /// then the options by name, as pgBackRest lists them.
+    /// Log the begin line of `name` at `level`; `options` are shown as given: the command's
+    /// parameters (one `[...]` item) first, then the options in pgBackRest's order, as
+    /// [`pgkeep_config::Config::display_options`] lists them.
     pub fn begin(
         log: &Logger,
         name: String,
         level: Level,
-        mut options: Vec<String>,
+        options: Vec<String>,
         timestamp: bool,
     ) -> Announce {
-        options.sort_by(|a, b| {
-            (!a.starts_with('['), a.as_str()).cmp(&(!b.starts_with('['), b.as_str()))
-        });
         log.log(
             level,
             None,
@@ -397,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn begin_and_end_lines_list_parameters_first() {
+    fn begin_and_end_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("demo-archive-push-async.log");
         let mut log = Logger::new(LogSettings {
@@ -409,9 +406,9 @@ mod tests {
         });
         log.open_file(path.to_str().unwrap());
         let options = vec![
-            "--stanza=demo".to_string(),
             "[pg_wal/000000010000000000000001]".to_string(),
             "--exec-id=1-a".to_string(),
+            "--stanza=demo".to_string(),
         ];
         let ok = Announce::begin(
             &log,

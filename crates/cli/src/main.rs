@@ -64,10 +64,9 @@ fn logger_for(cfg: &Config, command: CommandId) -> Logger {
     logger
 }
 
-/// The options shown when `command` begins, with the generated exec id as pgBackRest shows it.
-/// Only options valid for `command` are shown (pgBackRest `cmdOption()`): the expire that follows
+/// The options shown when `command` begins, in pgBackRest's order. Only options valid for `command` are shown (pgBackRest `cmdOption()`): the expire that follows
 /// a backup does not list the backup's own options.
-fn ctx_display_options(cfg: &Config, command: CommandId, exec_id: &str) -> Vec<String> {
+fn ctx_display_options(cfg: &Config, command: CommandId) -> Vec<String> {
     let mut options = cfg.display_options();
     if command != cfg.command() {
         let mut names = std::collections::BTreeSet::new();
@@ -95,9 +94,6 @@ fn ctx_display_options(cfg: &Config, command: CommandId, exec_id: &str) -> Vec<S
                     .any(|p| name.strip_prefix(p).is_some_and(|n| names.contains(n)))
         });
     }
-    if !options.iter().any(|o| o.starts_with("--exec-id=")) {
-        options.push(format!("--exec-id={exec_id}"));
-    }
     options
 }
 
@@ -111,18 +107,19 @@ fn announce_begin(ctx: &Ctx, command: CommandId) -> Announce {
         &ctx.log,
         command.name().to_string(),
         level,
-        ctx_display_options(&ctx.cfg, command, &ctx.exec_id),
+        ctx_display_options(&ctx.cfg, command),
         ctx.cfg.bool(OptionId::LogTimestamp),
     )
 }
 
 /// Run the configured command; returns the exit code.
-fn run(cfg: Config) -> u8 {
+fn run(mut cfg: Config) -> u8 {
     let command = cfg.command();
     let logger = Arc::new(logger_for(&cfg, command));
     let exec_id = cfg
         .str(OptionId::ExecId)
         .map_or_else(lock::new_exec_id, str::to_string);
+    cfg.set_exec_id(&exec_id);
     let mut ctx = Ctx {
         cfg,
         log: logger,
@@ -185,22 +182,42 @@ mod tests {
 
     #[test]
     fn expire_after_backup_lists_only_options_valid_for_expire() {
-        let cfg = parse(&[
+        let mut cfg = parse(&[
             "--stanza=demo",
             "--pg1-path=/pg",
+            "--pg2-path=/pg2",
+            "--pg1-port=5433",
+            "--pg2-port=5434",
             "--repo1-path=/r",
             "--repo1-retention-full=2",
             "--type=full",
             "--start-fast",
-            "--no-compress",
+            "--no-archive-check",
             "--log-level-console=info",
             "backup",
         ]);
-        let backup = ctx_display_options(&cfg, CommandId::Backup, "1-00000001");
-        assert!(backup.contains(&"--type=full".to_string()), "{backup:?}");
-        assert!(backup.contains(&"--start-fast".to_string()), "{backup:?}");
-        let mut expire = ctx_display_options(&cfg, CommandId::Expire, "1-00000001");
-        expire.sort();
+        cfg.set_exec_id("1-00000001");
+        // pgBackRest's order: option table order (by name), an indexed option's indexes
+        // together, negations in their option's place, the generated exec id among them
+        let backup = ctx_display_options(&cfg, CommandId::Backup);
+        assert_eq!(
+            backup,
+            [
+                "--no-archive-check",
+                "--exec-id=1-00000001",
+                "--log-level-console=info",
+                "--pg1-path=/pg",
+                "--pg2-path=/pg2",
+                "--pg1-port=5433",
+                "--pg2-port=5434",
+                "--repo1-path=/r",
+                "--repo1-retention-full=2",
+                "--stanza=demo",
+                "--start-fast",
+                "--type=full",
+            ]
+        );
+        let expire = ctx_display_options(&cfg, CommandId::Expire);
         assert_eq!(
             expire,
             [

@@ -373,6 +373,24 @@ impl Config {
         self.slot(opt, idx).is_some_and(|s| s.reset)
     }
 
+    /// Record the execution id this run uses when none was given, as pgBackRest sets `exec-id`
+    /// on itself: it is then shown among the options, in its place ([`Config::display_options`]).
+    pub fn set_exec_id(&mut self, exec_id: &str) {
+        let Some(data) = self.options.get_mut(OptionId::ExecId as usize) else {
+            return;
+        };
+        if !data.valid {
+            return;
+        }
+        for slot in &mut data.values {
+            if slot.value.is_none() && slot.source == Source::Default {
+                slot.value = Some(Value::Str(exec_id.to_string()));
+                slot.display = Some(exec_id.to_string());
+                slot.source = Source::CommandLine;
+            }
+        }
+    }
+
     /// Set the defaults that pgBackRest takes from its own executable path: `cmd`, `repoN-host-cmd`
     /// and `pgN-host-cmd`, where valid and not set.
     pub fn apply_exe_default(&mut self, exe: &str) {

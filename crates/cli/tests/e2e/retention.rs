@@ -135,14 +135,26 @@ fn on_repo(site: &Site, tool: &str, repo: &Path, args: &[&str]) -> Output {
     site.run(tool, &refs)
 }
 
-/// Output with the parts that differ by design (version, options, timing, repository path) normalised.
+/// Output with the parts that differ by design (version, exec id, timing, repository path)
+/// normalised; a begin line keeps its options, in their order.
 fn normalize(text: &[u8], repo: &Path) -> String {
     String::from_utf8_lossy(text)
         .lines()
         .map(|line| {
             let line = line.replace(&repo.display().to_string(), "REPO");
             if let Some(i) = line.find(" command begin ") {
-                format!("{} command begin", &line[..i])
+                let options = line[i..].split_once(": ").map_or("", |(_, o)| o);
+                let options: Vec<&str> = options
+                    .split(' ')
+                    .map(|o| {
+                        if o.starts_with("--exec-id=") {
+                            "--exec-id=ID"
+                        } else {
+                            o
+                        }
+                    })
+                    .collect();
+                format!("{} command begin: {}", &line[..i], options.join(" "))
             } else if let Some(i) = line.find(" (") {
                 if line.contains("command end") {
                     line[..i].to_string()

@@ -591,15 +591,11 @@ pub fn async_timeout(ctx: &Ctx, action: &str, file: &str, direction: &str) -> Er
 /// Whatever `body` returns (also logged to the file).
 pub fn run_logged(ctx: &Ctx, body: impl FnOnce(&Arc<Logger>) -> Result<()>) -> Result<()> {
     let log = async_logger(ctx);
-    let mut options = ctx.cfg.display_options();
-    if !options.iter().any(|o| o.starts_with("--exec-id=")) {
-        options.push(format!("--exec-id={}", ctx.exec_id));
-    }
     let announce = crate::log::Announce::begin(
         &log,
         format!("{}:async", ctx.cfg.command().name()),
         Level::Info,
-        options,
+        ctx.cfg.display_options(),
         ctx.cfg.bool(OptionId::LogTimestamp),
     );
     let result = body(&log);
