@@ -216,6 +216,16 @@ impl Logger {
 
     /// Log `message` at `level`, with an error code when given.
     pub fn log(&self, level: Level, code: Option<u8>, message: &str) {
+        self.log_as(self.settings.process, level, code, message);
+    }
+
+    /// Log `message` at `level` on behalf of worker `process` (1 to process-max): pgBackRest
+    /// logs what a job did with the id of the local process that ran it (`P01`, `P02`, ...).
+    pub fn log_pid(&self, process: u32, level: Level, message: &str) {
+        self.log_as(process, level, None, message);
+    }
+
+    fn log_as(&self, process: u32, level: Level, code: Option<u8>, message: &str) {
         if level == Level::Off || !self.enabled(level) {
             return;
         }
@@ -224,11 +234,7 @@ impl Logger {
             let now = chrono::Local::now();
             prefix.push_str(&now.format("%Y-%m-%d %H:%M:%S%.3f ").to_string());
         }
-        prefix.push_str(&format!(
-            "P{:02} {:>6}: ",
-            self.settings.process,
-            level.label()
-        ));
+        prefix.push_str(&format!("P{process:02} {:>6}: ", level.label()));
         let mut code_text = code.map(|c| format!("[{c:03}]: ")).unwrap_or_default();
         if self.dry_run.load(Ordering::Relaxed) {
             code_text.push_str("[DRY-RUN] ");

@@ -619,12 +619,13 @@ fn get_async_body(ctx: &Ctx, log: &Logger, spool: &Spool) -> Result<()> {
             ..WriteOptions::default()
         };
         std::thread::scope(|scope| {
-            for _ in 0..workers {
+            for pid in 1..=u32::try_from(workers).unwrap_or(1) {
                 let (next, status_error, maps, repos, opts) =
                     (&next, &status_error, &check.maps, &repos, &opts);
                 scope.spawn(move || {
                     while let Some(map) = maps.get(next.fetch_add(1, Ordering::SeqCst)) {
-                        let outcome = fetch_one(ctx, log, spool, stanza, map, repos, opts);
+                        let worker = super::Worker { pid, log };
+                        let outcome = fetch_one(ctx, &worker, spool, stanza, map, repos, opts);
                         if let Err(e) = outcome
                             && let Ok(mut slot) = status_error.lock()
                         {
@@ -658,7 +659,7 @@ fn get_async_body(ctx: &Ctx, log: &Logger, spool: &Spool) -> Result<()> {
 /// to write status files is returned).
 fn fetch_one(
     ctx: &Ctx,
-    log: &Logger,
+    log: &super::Worker<'_>,
     spool: &Spool,
     stanza: &str,
     map: &FileMap,

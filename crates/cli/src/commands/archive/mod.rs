@@ -603,6 +603,27 @@ pub fn run_logged(ctx: &Ctx, body: impl FnOnce(&Arc<Logger>) -> Result<()>) -> R
     result
 }
 
+/// One worker of an async role: its warnings and detail lines carry its id (`P01`, ...), as
+/// pgBackRest logs what each of its local processes did.
+pub struct Worker<'a> {
+    /// 1 to process-max.
+    pub pid: u32,
+    /// The role's logger.
+    pub log: &'a Logger,
+}
+
+impl Worker<'_> {
+    /// A warning of this worker.
+    pub fn warn(&self, message: &str) {
+        self.log.log_pid(self.pid, Level::Warn, message);
+    }
+
+    /// A detail line of this worker.
+    pub fn detail(&self, message: &str) {
+        self.log.log_pid(self.pid, Level::Detail, message);
+    }
+}
+
 /// The `compress-type` and `compress-level` in force.
 ///
 /// # Errors

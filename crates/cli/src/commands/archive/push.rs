@@ -420,12 +420,13 @@ fn push_async_body(ctx: &Ctx, log: &Logger, spool: &Spool, wal_dir: &str) -> Res
     let next = AtomicUsize::new(0);
     let status_error: Mutex<Option<Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
-        for _ in 0..workers {
+        for pid in 1..=u32::try_from(workers).unwrap_or(1) {
             let (next, status_error, list, check, opts) =
                 (&next, &status_error, &list, &check, &opts);
             scope.spawn(move || {
                 while let Some(wal) = list.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let written = push_one(stanza, log, spool, wal_dir, wal, check, opts);
+                    let worker = super::Worker { pid, log };
+                    let written = push_one(stanza, &worker, spool, wal_dir, wal, check, opts);
                     if let Err(e) = written
                         && let Ok(mut slot) = status_error.lock()
                     {
@@ -441,11 +442,11 @@ fn push_async_body(ctx: &Ctx, log: &Logger, spool: &Spool, wal_dir: &str) -> Res
     }
 }
 
-/// Push one ready WAL file in the background and answer with its status file; only a failure to
-/// write the status file is returned.
+/// Push one ready WAL file in the background (logged as worker `log.pid`) and answer with its
+/// status file; only a failure to write the status file is returned.
 fn push_one(
     stanza: &str,
-    log: &Logger,
+    log: &super::Worker<'_>,
     spool: &Spool,
     wal_dir: &str,
     wal: &str,

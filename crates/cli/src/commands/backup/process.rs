@@ -723,11 +723,10 @@ fn sha1_bytes(hex: Option<&String>, name: &str) -> Result<Option<[u8; 20]>> {
     .transpose()
 }
 
-/// Record one job's results.
+/// Record one job's results; `pid` is the worker that ran it (from 1), shown on its lines.
 fn apply(
     results: &mut Results,
-    job: &Job,
-    outcomes: Vec<FileResult>,
+    (pid, job, outcomes): (u32, Job, Vec<FileResult>),
     progress: &mut Progress,
     log: &Logger,
 ) -> Result<()> {
@@ -751,14 +750,22 @@ fn apply(
             (String::new(), String::new())
         };
         match result.result {
-            CopyResult::NoOp => log.detail(&format!(
-                "match file from prior backup {shown} ({progress_text}){checksum}"
-            )),
-            CopyResult::Checksum => log.detail(&format!(
-                "checksum resumed file {shown} ({progress_text}){checksum}"
-            )),
+            CopyResult::NoOp => log.log_pid(
+                pid,
+                Level::Detail,
+                &format!("match file from prior backup {shown} ({progress_text}){checksum}"),
+            ),
+            CopyResult::Checksum => log.log_pid(
+                pid,
+                Level::Detail,
+                &format!("checksum resumed file {shown} ({progress_text}){checksum}"),
+            ),
             CopyResult::Skip => {
-                log.detail(&format!("skip file removed by database {shown}"));
+                log.log_pid(
+                    pid,
+                    Level::Detail,
+                    &format!("skip file removed by database {shown}"),
+                );
                 results.put(file.idx, &Outcome::Removed)?;
             }
             CopyResult::Copy | CopyResult::ReCopy => {
@@ -769,7 +776,11 @@ fn apply(
                         file.checksum.as_deref().unwrap_or_default()
                     ));
                 }
-                log.detail(&format!("backup file {shown} ({progress_text}){checksum}"));
+                log.log_pid(
+                    pid,
+                    Level::Detail,
+                    &format!("backup file {shown} ({progress_text}){checksum}"),
+                );
                 let mut copied = Copied {
                     size: result.size,
                     size_repo: result.repo_size,
@@ -863,12 +874,12 @@ pub fn run(
     std::thread::scope(|scope| {
         // bounded: results waiting for the calling thread never pile up in memory (a worker
         // waits instead)
-        let (tx, rx) = mpsc::sync_channel::<Result<(Job, Vec<FileResult>)>>(threads * 16);
+        let (tx, rx) = mpsc::sync_channel::<Result<(u32, Job, Vec<FileResult>)>>(threads * 16);
         if workers.prefetch {
             let done = &done;
             scope.spawn(move || prefetch(queue, done));
         }
-        for read in &reading {
+        for (pid, read) in (1u32..).zip(&reading) {
             let tx = tx.clone();
             let abort = &abort;
             let counted = Counted {
@@ -889,7 +900,7 @@ pub fn run(
                     };
                     let result =
                         job::execute(&job, workers.settings, pg, workers.repo, &mut buffer)
-                            .map(|files| (job, files));
+                            .map(|files| (pid, job, files));
                     counted.read.store(0, Ordering::Relaxed);
                     let failed = result.is_err();
                     if tx.send(result).is_err() || failed {
@@ -908,11 +919,11 @@ pub fn run(
         let running = || -> u64 { reading.iter().map(|r| r.load(Ordering::Relaxed)).sum() };
         loop {
             match rx.recv_timeout(crate::progress::REDRAW) {
-                Ok(Ok((job, outcomes))) => {
+                Ok(Ok(done_job)) => {
                     if first_error.is_some() {
                         continue;
                     }
-                    let applied = apply(results, &job, outcomes, &mut progress, workers.log);
+                    let applied = apply(results, done_job, &mut progress, workers.log);
                     if let Err(e) = applied.and_then(|()| tick(results, progress.done)) {
                         fail(e, &mut first_error);
                     }

@@ -820,8 +820,9 @@ fn run_jobs(
     let mut written: u64 = 0;
     let mut first_error: Option<Error> = None;
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<Result<(Job, Vec<Outcome>)>>();
-        for _ in 0..process_max.min(jobs.len().max(1)) {
+        let (tx, rx) = mpsc::channel::<Result<(u32, Job, Vec<Outcome>)>>();
+        let threads = u32::try_from(process_max.min(jobs.len().max(1))).unwrap_or(1);
+        for pid in 1..=threads {
             let tx = tx.clone();
             let (next, stop, counter) = (&next, &stop, &counter);
             scope.spawn(move || {
@@ -835,7 +836,7 @@ fn run_jobs(
                     }
                     let result = planner.build(planned).and_then(|job| {
                         let outcomes = job::execute(&job, settings, repo, counter)?;
-                        Ok((job, outcomes))
+                        Ok((pid, job, outcomes))
                     });
                     let failed = result.is_err();
                     if tx.send(result).is_err() || failed {
@@ -847,15 +848,18 @@ fn run_jobs(
         drop(tx);
         loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(Ok((job, outcomes))) => {
+                Ok(Ok((pid, job, outcomes))) => {
                     for (file, outcome) in job.files.iter().zip(outcomes) {
                         restored += file.expected.size;
                         if outcome != Outcome::Preserve {
                             written += 1;
                         }
                         if detail {
-                            ctx.log
-                                .detail(&job_log(&job, file, outcome, settings, restored, total));
+                            ctx.log.log_pid(
+                                pid,
+                                Level::Detail,
+                                &job_log(&job, file, outcome, settings, restored, total),
+                            );
                         }
                     }
                     progress.update(counter.load(Ordering::Relaxed));
