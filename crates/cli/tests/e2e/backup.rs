@@ -770,8 +770,9 @@ fn files_dropped_during_the_copy_are_skipped_not_fatal() {
     );
 }
 
-/// With one worker, a backup's detail lines are pgBackRest's, line for line: the same files in
-/// the same order, sizes, running percentages, bundle positions and worker ids (`P01`).
+/// With one worker, the detail lines of a backup and of a restore are pgBackRest's, line for
+/// line: the same files in the same order, sizes, running percentages, bundle positions and
+/// worker ids (`P01`).
 #[test]
 fn detail_lines_match_pgbackrest_line_for_line() {
     let options = PgClusterOptions {
@@ -783,18 +784,20 @@ fn detail_lines_match_pgbackrest_line_for_line() {
     // uncompressed: lz4 and gz streams of the two tools may differ by a few bytes, and so would
     // the bundle offsets
     let site = Site::with_options(options, Some(PGBACKREST));
-    site.write_conf(
-        "process-max=1\ncompress-type=none\nrepo1-bundle=y\nrepo1-bundle-limit=16KiB\nrepo1-bundle-size=1MiB\n",
-    );
-    let run = |tool: &str, args: &[&str]| -> String {
-        let repo = site.dir.path().join(format!(
-            "repo-{}",
-            if tool == PGKEEP {
-                "pgkeep"
-            } else {
-                "pgbackrest"
-            }
-        ));
+    let spool = site.dir.subdir("spool").unwrap();
+    site.write_conf(&format!(
+        "process-max=1\ncompress-type=none\nrepo1-bundle=y\nrepo1-bundle-limit=16KiB\nrepo1-bundle-size=1MiB\nspool-path={}\n",
+        spool.display()
+    ));
+    let repo_of = |tool: &str| {
+        site.dir.path().join(if tool == PGKEEP {
+            "repo-pgkeep"
+        } else {
+            "repo-pgbackrest"
+        })
+    };
+    // `tool` on `repo`; the detail lines with what differs by design masked
+    let run = |tool: &str, repo: &Path, args: &[&str]| -> String {
         let repo_arg = format!("--repo1-path={}", repo.display());
         let mut all = vec![
             "--stanza=demo",
@@ -820,7 +823,8 @@ fn detail_lines_match_pgbackrest_line_for_line() {
                     && !l.contains(" command begin ")
             })
             .map(|l| {
-                let l = mask_labels(&l.replace(&repo.display().to_string(), "REPO"));
+                let l = l.replace(&repo.display().to_string(), "REPO");
+                let l = mask_labels(&l.replace(&site.dir.path().display().to_string(), "DIR"));
                 match l.find(" checksum ") {
                     Some(i) => format!("{} checksum C", &l[..i]),
                     None => l,
@@ -830,7 +834,7 @@ fn detail_lines_match_pgbackrest_line_for_line() {
             .join("\n")
     };
     for tool in [PGKEEP, PGBACKREST] {
-        run(tool, &["stanza-create"]);
+        run(tool, &repo_of(tool), &["stanza-create"]);
     }
     // bundled files are taken oldest first (then by name): each tool's own start checkpoint
     // rewrites pg_control and a few more in the second it runs, so everything else must be older
@@ -841,8 +845,8 @@ fn detail_lines_match_pgbackrest_line_for_line() {
     };
     settle();
     let full = ["--type=full", "--no-archive-check", "backup"];
-    let ours = run(PGKEEP, &full);
-    let theirs = run(PGBACKREST, &full);
+    let ours = run(PGKEEP, &repo_of(PGKEEP), &full);
+    let theirs = run(PGBACKREST, &repo_of(PGBACKREST), &full);
     assert!(ours.contains("P01 DETAIL: backup file "), "{ours}");
     assert!(ours.contains(" (bundle 1/"), "{ours}");
     same_lines(&ours, &theirs, "full backup");
@@ -853,10 +857,24 @@ fn detail_lines_match_pgbackrest_line_for_line() {
         .unwrap();
     settle();
     let incr = ["--type=incr", "--no-archive-check", "backup"];
-    let ours = run(PGKEEP, &incr);
-    let theirs = run(PGBACKREST, &incr);
+    let ours = run(PGKEEP, &repo_of(PGKEEP), &incr);
+    let theirs = run(PGBACKREST, &repo_of(PGBACKREST), &incr);
     assert!(ours.contains("P01 DETAIL: backup file "), "{ours}");
     same_lines(&ours, &theirs, "incremental backup");
+    // pgkeep's incremental (bundles of two backups) restored by each tool into its own directory
+    let restored = |tool: &str| {
+        let name = format!("restore-{}", tool == PGKEEP);
+        let dir = site.dir.subdir(&name).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        give_to_pg_user(&dir).unwrap();
+        let pg1 = format!("--pg1-path={}", dir.display());
+        run(tool, &repo_of(PGKEEP), &[&pg1, "restore"]).replace(&format!("DIR/{name}"), "TARGET")
+    };
+    let ours = restored(PGKEEP);
+    let theirs = restored(PGBACKREST);
+    assert!(ours.contains("P01 DETAIL: restore file TARGET/"), "{ours}");
+    same_lines(&ours, &theirs, "restore");
 }
 
 /// `line` with every backup label's date and time (`YYYYMMDD-HHMMSS`) replaced by `LABEL`.

@@ -514,7 +514,8 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         repo_storage,
         opts.process_max,
     )?;
-    ctx.log.detail(&format!(
+    // not a pgBackRest line (it syncs each file as it closes it): debug level
+    ctx.log.debug(&format!(
         "sync {written} restored files ({} file system(s))",
         file_systems.count()
     ));
@@ -558,6 +559,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         ctx.log
             .warn("backup does not contain 'global/pg_control' -- cluster will not start");
     }
+    ctx.log.detail(&format!("sync path '{pg_path}/global'"));
     local.path_sync(&format!("{pg_path}/global"))?;
     ctx.log.info(&format!(
         "restore size = {}, file total = {}",
@@ -586,12 +588,15 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    /// The queue: files stored on their own largest first, then bundles, then empty files; and
-    /// the total size. Every entry is checked here, before anything is written.
+    /// The queue in pgBackRest's order (`restoreProcessQueueComparator`): files stored on their
+    /// own largest first (equal sizes by name, descending), then bundles by id (equal ids: older
+    /// backups first, this one's last), each by offset, then empty files; and the total size.
+    /// Every entry is checked here, before anything is written.
     fn plan(&self) -> Result<(Vec<Planned<'a>>, u64)> {
         let manifest = self.manifest;
         let mut singles: Vec<(u64, &str)> = Vec::new();
-        let mut bundles: BTreeMap<(&str, u64), Vec<(u64, &str)>> = BTreeMap::new();
+        // by id, then label: a backup's own label is newer than any it references
+        let mut bundles: BTreeMap<(u64, &str), Vec<(u64, &str)>> = BTreeMap::new();
         let mut empties: Vec<&str> = Vec::new();
         let mut total = 0;
         for (name, file) in &manifest.files {
@@ -602,14 +607,14 @@ impl<'a> Planner<'a> {
                 empties.push(name);
             } else if file.bundle_id != 0 {
                 bundles
-                    .entry((manifest.file_backup_label(file), file.bundle_id))
+                    .entry((file.bundle_id, manifest.file_backup_label(file)))
                     .or_default()
                     .push((file.bundle_offset, name));
             } else {
                 singles.push((file.size, name));
             }
         }
-        singles.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        singles.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(a.1)));
         let mut queue: Vec<Planned<'a>> = singles
             .into_iter()
             .map(|(_, name)| Planned::Single(name))
@@ -618,7 +623,8 @@ impl<'a> Planner<'a> {
             files.sort_by_key(|f| f.0);
             queue.push(Planned::Bundle(files.into_iter().map(|f| f.1).collect()));
         }
-        queue.extend(empties.into_iter().map(Planned::Single));
+        // by name, descending
+        queue.extend(empties.into_iter().rev().map(Planned::Single));
         Ok((queue, total))
     }
 
@@ -691,6 +697,11 @@ impl<'a> Planner<'a> {
                 nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
             );
         }
+    }
+
+    /// The backup holding `name` when it is not the one restored (its manifest `reference`).
+    fn reference(&self, name: &str) -> Option<&'a str> {
+        self.manifest.files.get(name)?.reference.as_deref()
     }
 
     fn build(&self, planned: &Planned<'_>) -> Result<Job> {
@@ -858,7 +869,13 @@ fn run_jobs(
                             ctx.log.log_pid(
                                 pid,
                                 Level::Detail,
-                                &job_log(&job, file, outcome, settings, restored, total),
+                                &job_log(
+                                    &job,
+                                    file,
+                                    planner.reference(&file.name),
+                                    (outcome, settings),
+                                    (restored, total),
+                                ),
                             );
                         }
                     }
@@ -888,10 +905,9 @@ fn run_jobs(
 fn job_log(
     job: &Job,
     file: &JobFile,
-    outcome: Outcome,
-    settings: &JobSettings,
-    restored: u64,
-    total: u64,
+    reference: Option<&str>,
+    (outcome, settings): (Outcome, &JobSettings),
+    (restored, total): (u64, u64),
 ) -> String {
     let mut line = String::from("restore");
     if file.zero {
@@ -913,7 +929,12 @@ fn job_log(
     }
     line.push_str(" (");
     if job.bundle_id != 0 {
-        line.push_str(&format!("bundle {}/{}, ", job.bundle_id, file.offset));
+        line.push_str("bundle ");
+        if let Some(reference) = reference {
+            line.push_str(reference);
+            line.push('/');
+        }
+        line.push_str(&format!("{}/{}, ", job.bundle_id, file.offset));
     }
     #[allow(clippy::cast_precision_loss, reason = "display only")]
     let pct = if total == 0 {
