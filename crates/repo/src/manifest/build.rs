@@ -271,6 +271,17 @@ impl Walk<'_, '_> {
             return Ok(());
         }
         let name = format!("{parent}/{}", info.name);
+        // a manifest line cannot hold it: refused now, not after the whole copy
+        if info.name.contains('\n') {
+            return Err(Error::new(
+                ErrorKind::Format,
+                format!(
+                    "unable to back up '{pg_path}/{}': its name contains a line feed, which a manifest cannot hold",
+                    info.name.escape_debug()
+                ),
+            )
+            .with_hint("rename or remove it."));
+        }
         if self.exclude_single.contains(&name) {
             let text = format!(
                 "exclude '{pg_path}/{}' from backup using '{}' exclusion",

@@ -329,6 +329,19 @@ fn link_rules_are_enforced() {
         };
         build_into(&storage, &mut empty_manifest(true), &opts)
     };
+    // a name a manifest line cannot hold is refused by the walk, naming it
+    let odd = Path::new(&data).join("base/1/odd\nname");
+    std::fs::write(&odd, b"x").unwrap();
+    let err = run(&data).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Format);
+    assert!(
+        err.message()
+            .contains(&format!("'{data}/base/1/odd\\nname'")),
+        "{}",
+        err.message()
+    );
+    std::fs::remove_file(&odd).unwrap();
+    run(&data).unwrap();
     // a second link to the same directory
     let ext = dir.path().join("ext/dirlink");
     symlink(&ext, Path::new(&data).join("another")).unwrap();
