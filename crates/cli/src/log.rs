@@ -378,10 +378,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn file_gets_banner_and_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("demo-info.log");
+    /// A logger writing info and above to `path` only.
+    fn file_logger(path: &std::path::Path) -> Logger {
         let mut log = Logger::new(LogSettings {
             console: Level::Off,
             stderr: Level::Off,
@@ -390,6 +388,14 @@ mod tests {
             process: 0,
         });
         log.open_file(path.to_str().unwrap());
+        log
+    }
+
+    #[test]
+    fn file_gets_banner_and_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo-info.log");
+        let log = file_logger(&path);
         log.info("hello\nworld");
         log.detail("hidden");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -403,14 +409,7 @@ mod tests {
     fn begin_and_end_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("demo-archive-push-async.log");
-        let mut log = Logger::new(LogSettings {
-            console: Level::Off,
-            stderr: Level::Off,
-            file: Level::Info,
-            timestamp: false,
-            process: 0,
-        });
-        log.open_file(path.to_str().unwrap());
+        let log = file_logger(&path);
         let options = vec![
             "[pg_wal/000000010000000000000001]".to_string(),
             "--exec-id=1-a".to_string(),
