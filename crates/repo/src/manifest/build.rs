@@ -195,6 +195,23 @@ pub fn build(
     Ok((notes.into_iter().map(|(_, note)| note).collect(), files))
 }
 
+/// Refuse an entry the manifest would record under a name a manifest line cannot hold (a line
+/// feed): now, naming it (`dir`, escaped), not after the whole copy when the manifest is
+/// rendered. Entries skipped by any exclusion rule never get here.
+fn recordable(dir: &str, info: &StorageInfo) -> Result<()> {
+    if !info.name.contains('\n') {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Format,
+        format!(
+            "unable to back up '{dir}/{}': its name contains a line feed, which a manifest cannot hold",
+            info.name.escape_debug()
+        ),
+    )
+    .with_hint("rename or remove it, or exclude it with --exclude."))
+}
+
 fn missing(path: &str) -> Error {
     Error::new(
         ErrorKind::PathMissing,
@@ -271,17 +288,6 @@ impl Walk<'_, '_> {
             return Ok(());
         }
         let name = format!("{parent}/{}", info.name);
-        // a manifest line cannot hold it: refused now, not after the whole copy
-        if info.name.contains('\n') {
-            return Err(Error::new(
-                ErrorKind::Format,
-                format!(
-                    "unable to back up '{pg_path}/{}': its name contains a line feed, which a manifest cannot hold",
-                    info.name.escape_debug()
-                ),
-            )
-            .with_hint("rename or remove it."));
-        }
         if self.exclude_single.contains(&name) {
             let text = format!(
                 "exclude '{pg_path}/{}' from backup using '{}' exclusion",
@@ -294,7 +300,7 @@ impl Walk<'_, '_> {
         let in_tblspc_dir = parent == format!("{TARGET_PGDATA}/{TARGET_PGTBLSPC}");
         match info.file_type {
             FileType::Path => self.path(parent, pg_path, &name, info, in_tblspc_dir),
-            FileType::File => self.file(parent, db_path, &name, info, in_tblspc_dir),
+            FileType::File => self.file((parent, pg_path), db_path, &name, info, in_tblspc_dir),
             FileType::Link => self.link(parent, pg_path, db_path, &name, info, in_tblspc_dir),
             FileType::Special => {
                 let text = format!("exclude special file '{pg_path}/{}' from backup", info.name);
@@ -315,6 +321,7 @@ impl Walk<'_, '_> {
         if in_tblspc_dir {
             return Err(not_a_link(name));
         }
+        recordable(pg_path, info)?;
         self.manifest.paths.insert(
             name.to_string(),
             ManifestPath {
@@ -350,7 +357,7 @@ impl Walk<'_, '_> {
 
     fn file(
         &mut self,
-        parent: &str,
+        (parent, pg_path): (&str, &str),
         db_path: bool,
         name: &str,
         info: &StorageInfo,
@@ -372,6 +379,7 @@ impl Walk<'_, '_> {
         if db_path && datadir::is_temp_relation(&info.name) {
             return Ok(());
         }
+        recordable(pg_path, info)?;
         let mut file = ManifestFile::new(
             info.size,
             info.mtime,
@@ -397,6 +405,7 @@ impl Walk<'_, '_> {
         info: &StorageInfo,
         in_tblspc_dir: bool,
     ) -> Result<()> {
+        recordable(pg_path, info)?;
         let destination = info.link_destination.clone().unwrap_or_default();
         let absolute = path_absolute(&destination, pg_path);
         if let Some(linked) = self.storage.info(&absolute, InfoLevel::Exists, false)?

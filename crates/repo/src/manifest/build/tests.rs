@@ -342,6 +342,12 @@ fn link_rules_are_enforced() {
     );
     std::fs::remove_file(&odd).unwrap();
     run(&data).unwrap();
+    // skipped entries are never refused: a socket and a WAL file with such names
+    std::os::unix::net::UnixListener::bind(Path::new(&data).join("odd\nsock")).unwrap();
+    std::fs::write(Path::new(&data).join("pg_wal/odd\nwal"), b"x").unwrap();
+    run(&data).unwrap();
+    std::fs::remove_file(Path::new(&data).join("odd\nsock")).unwrap();
+    std::fs::remove_file(Path::new(&data).join("pg_wal/odd\nwal")).unwrap();
     // a second link to the same directory
     let ext = dir.path().join("ext/dirlink");
     symlink(&ext, Path::new(&data).join("another")).unwrap();
