@@ -112,6 +112,7 @@ fn decode_info_owned<T: InfoFile>(
     let looks_encrypted = data.starts_with(CIPHER_MAGIC);
     let plain = match cipher_pass {
         Some(pass) => crate::cipher::decrypt(pass.as_bytes(), &data)
+            .and_then(|plain| plausible(&plain).map(|()| plain))
             .map_err(|e| e.with_hint(HINT_ENCRYPTED))?,
         None => data,
     };
@@ -145,6 +146,7 @@ pub fn decode_info<T: InfoFile>(data: &[u8], name: &str, cipher_pass: Option<&st
     match cipher_pass {
         Some(pass) => {
             let plain = crate::cipher::decrypt(pass.as_bytes(), data)
+                .and_then(|plain| plausible(&plain).map(|()| plain))
                 .map_err(|e| e.with_hint(HINT_ENCRYPTED))?;
             T::from_bytes(&plain, name)
         }
@@ -265,6 +267,11 @@ pub(crate) fn read_stream<T>(
         && reader
             .fill_buf()
             .is_ok_and(|head| head.starts_with(CIPHER_MAGIC));
+    if cipher_pass.is_some()
+        && let Ok(head) = reader.fill_buf()
+    {
+        plausible(head).map_err(|e| e.with_hint(HINT_ENCRYPTED))?;
+    }
     let result = parse(&mut reader, &display);
     let err = match result {
         Ok(value) => return Ok(value),
@@ -295,6 +302,19 @@ pub(crate) fn read_stream<T>(
             err
         },
     )
+}
+
+/// Decrypted bytes must start like an info file (`[backrest]`): a wrong passphrase yields random
+/// bytes whose padding still checks out about once in 256 tries, and those must be reported as the
+/// decryption failure they are, not as a damaged file.
+fn plausible(plain: &[u8]) -> Result<()> {
+    match plain.first() {
+        Some(&first) if first != b'[' => Err(Error::new(
+            ErrorKind::Crypto,
+            "decrypted content is not an info file (wrong passphrase)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// pgBackRest's `infoLoad()` error folding.
@@ -515,6 +535,21 @@ mod tests {
         s.insert(&layout::copy_path(PATH), ENC_ARCHIVE);
         let err = load_info::<ArchiveInfo>(&s, PATH, Some("wrong")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Crypto);
+        // a wrong passphrase is a decryption error every time, also the ~1 in 256 times its
+        // garbage ends in valid padding (each save draws a new salt)
+        let info = ArchiveInfo::from_bytes(ARCHIVE, "").unwrap();
+        for _ in 0..600 {
+            let t = MemStorage::new();
+            save_info(&t, PATH, &info, Some("right")).unwrap();
+            for pass in ["wrong", "other"] {
+                let err = load_info::<ArchiveInfo>(&t, PATH, Some(pass)).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Crypto, "{}", err.message());
+                assert!(err.hint().unwrap().starts_with(HINT_ENCRYPTED));
+                let bytes = t.read(PATH).unwrap();
+                let err = decode_info::<ArchiveInfo>(&bytes, "", Some(pass)).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Crypto, "{}", err.message());
+            }
+        }
         assert!(
             err.message().contains("\nCryptoError: "),
             "{}",
