@@ -338,14 +338,29 @@ fn wal_archived_under_load_is_replayed_by_a_restored_cluster_through_archive_get
 /// Wait until no background process holds the stanza's archive lock.
 fn wait_lock_free(site: &Site) {
     let lock = site.dir.path().join("lock/demo-archive.lock");
+    let config = format!("--config={}", site.conf.display());
     let begin = Instant::now();
-    while lock.exists() {
+    // a background process started by the last call may not hold the lock yet: wait for it to end
+    while lock.exists() || async_running(&config) {
         assert!(
-            begin.elapsed() < Duration::from_secs(30),
+            begin.elapsed() < Duration::from_secs(60),
             "the archive lock is still held"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Is a background (async) pgkeep process of this configuration alive?
+fn async_running(config: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.starts_with(PGKEEP) && cmdline.contains(config) && cmdline.contains(":async")
+        })
 }
 
 /// The site's config with another repository path and extra global options.
