@@ -1284,9 +1284,15 @@ fn info_shows_a_running_backup_like_pgbackrest() {
     std::fs::remove_file(&lock_file).unwrap();
 
     // a real backup records its progress in the lock file while it copies
-    site.cluster
-        .psql("create table big as select i, repeat(md5(i::text), 8) s from generate_series(1, 300000) i")
-        .unwrap();
+    // two large tables: the percentage in the lock file moves once the first is copied, and the
+    // second keeps the backup running long enough to be looked at
+    for table in ["big", "big2"] {
+        site.cluster
+            .psql(&format!(
+                "create table {table} as select i, repeat(md5(i::text), 8) s from generate_series(1, 300000) i"
+            ))
+            .unwrap();
+    }
     let mut cmd = Command::new(PGKEEP);
     cmd.arg(format!("--config={}", site.conf.display())).args([
         "--stanza=demo",
@@ -1319,7 +1325,10 @@ fn info_shows_a_running_backup_like_pgbackrest() {
             if infos.is_none() && pct > 0 && pct < 9000 {
                 let ours = site.ok(PGKEEP, &["--stanza=demo", "info"]);
                 let theirs = site.ok(PGBACKREST, &["--stanza=demo", "info"]);
-                infos = Some((pct, ours, theirs));
+                // a sample taken as the backup ended does not count: look again
+                if [&ours, &theirs].iter().all(|t| t.contains("running - ")) {
+                    infos = Some((pct, ours, theirs));
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(5));
