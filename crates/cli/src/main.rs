@@ -64,8 +64,9 @@ fn logger_for(cfg: &Config, command: CommandId) -> Logger {
     logger
 }
 
-/// The options shown when `command` begins, in pgBackRest's order. Only options valid for `command` are shown (pgBackRest `cmdOption()`): the expire that follows
-/// a backup does not list the backup's own options.
+/// The options shown when `command` begins, in pgBackRest's order. Only options valid for
+/// `command` are shown (pgBackRest `cmdOption()`): the expire that follows a backup does not list
+/// the backup's own options.
 fn ctx_display_options(cfg: &Config, command: CommandId) -> Vec<String> {
     let mut options = cfg.display_options();
     if command != cfg.command() {

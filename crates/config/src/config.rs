@@ -376,7 +376,20 @@ impl Config {
     /// Record the execution id this run uses when none was given, as pgBackRest sets `exec-id`
     /// on itself: it is then shown among the options, in its place ([`Config::display_options`]).
     pub fn set_exec_id(&mut self, exec_id: &str) {
-        let Some(data) = self.options.get_mut(OptionId::ExecId as usize) else {
+        self.fill_unset(OptionId::ExecId, exec_id, Source::CommandLine);
+    }
+
+    /// Set the defaults that pgBackRest takes from its own executable path: `cmd`, `repoN-host-cmd`
+    /// and `pgN-host-cmd`, where valid and not set.
+    pub fn apply_exe_default(&mut self, exe: &str) {
+        for opt in [OptionId::Cmd, OptionId::RepoHostCmd, OptionId::PgHostCmd] {
+            self.fill_unset(opt, exe, Source::Default);
+        }
+    }
+
+    /// Give every unset slot of `opt` (when valid) the string `value`, recorded as from `source`.
+    fn fill_unset(&mut self, opt: OptionId, value: &str, source: Source) {
+        let Some(data) = self.options.get_mut(opt as usize) else {
             return;
         };
         if !data.valid {
@@ -384,28 +397,9 @@ impl Config {
         }
         for slot in &mut data.values {
             if slot.value.is_none() && slot.source == Source::Default {
-                slot.value = Some(Value::Str(exec_id.to_string()));
-                slot.display = Some(exec_id.to_string());
-                slot.source = Source::CommandLine;
-            }
-        }
-    }
-
-    /// Set the defaults that pgBackRest takes from its own executable path: `cmd`, `repoN-host-cmd`
-    /// and `pgN-host-cmd`, where valid and not set.
-    pub fn apply_exe_default(&mut self, exe: &str) {
-        for opt in [OptionId::Cmd, OptionId::RepoHostCmd, OptionId::PgHostCmd] {
-            let Some(data) = self.options.get_mut(opt as usize) else {
-                continue;
-            };
-            if !data.valid {
-                continue;
-            }
-            for slot in &mut data.values {
-                if slot.value.is_none() && slot.source == Source::Default {
-                    slot.value = Some(Value::Str(exe.to_string()));
-                    slot.display = Some(exe.to_string());
-                }
+                slot.value = Some(Value::Str(value.to_string()));
+                slot.display = Some(value.to_string());
+                slot.source = source;
             }
         }
     }

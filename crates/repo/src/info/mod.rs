@@ -111,9 +111,7 @@ fn decode_info_owned<T: InfoFile>(
 ) -> Result<T> {
     let looks_encrypted = data.starts_with(CIPHER_MAGIC);
     let plain = match cipher_pass {
-        Some(pass) => crate::cipher::decrypt(pass.as_bytes(), &data)
-            .and_then(|plain| plausible(&plain).map(|()| plain))
-            .map_err(|e| e.with_hint(HINT_ENCRYPTED))?,
+        Some(pass) => decrypt_info(pass, &data)?,
         None => data,
     };
     let hint = |e: Error| {
@@ -145,9 +143,7 @@ fn rebuild(e: &Error, message: String) -> Error {
 pub fn decode_info<T: InfoFile>(data: &[u8], name: &str, cipher_pass: Option<&str>) -> Result<T> {
     match cipher_pass {
         Some(pass) => {
-            let plain = crate::cipher::decrypt(pass.as_bytes(), data)
-                .and_then(|plain| plausible(&plain).map(|()| plain))
-                .map_err(|e| e.with_hint(HINT_ENCRYPTED))?;
+            let plain = decrypt_info(pass, data)?;
             T::from_bytes(&plain, name)
         }
         None => T::from_bytes(data, name).map_err(|e| {
@@ -302,6 +298,14 @@ pub(crate) fn read_stream<T>(
             err
         },
     )
+}
+
+/// Decrypt a whole info file with `pass`: decryption errors, and plaintext that is not an info
+/// file ([`plausible`]), are `Crypto` errors with the encryption hint.
+fn decrypt_info(pass: &str, data: &[u8]) -> Result<Vec<u8>> {
+    crate::cipher::decrypt(pass.as_bytes(), data)
+        .and_then(|plain| plausible(&plain).map(|()| plain))
+        .map_err(|e| e.with_hint(HINT_ENCRYPTED))
 }
 
 /// Decrypted bytes must start like an info file (`[backrest]`): a wrong passphrase yields random

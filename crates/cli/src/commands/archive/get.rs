@@ -39,11 +39,11 @@ use pgkeep_storage::posix::PosixStorage;
 use pgkeep_storage::{InfoLevel, Storage, WriteOptions};
 
 use super::job::{self, GetCandidate};
-use super::{Queue, Spool, Wait, base_name, error_text, wal_path};
+use super::{Queue, Spool, Wait, base_name, wal_path};
 use crate::commands::db;
 use crate::ctx::Ctx;
 use crate::lock;
-use crate::log::Logger;
+use crate::log::{Logger, error_text};
 
 /// Most segments one background run is asked for (a 4 PiB queue would otherwise be billions).
 const QUEUE_SEGMENTS_MAX: usize = 4096;

@@ -671,7 +671,7 @@ pub fn get_file(
                 candidate.repo_key,
                 candidate.display(stanza),
                 e.kind().name(),
-                super::error_text(&e)
+                crate::log::error_text(&e)
             )),
         }
     }

@@ -30,7 +30,7 @@ use pgkeep_storage::posix::PosixStorage;
 use pgkeep_storage::{InfoLevel, Storage, WriteOptions};
 
 use crate::ctx::Ctx;
-use crate::log::{Level, LogSettings, Logger};
+use crate::log::{Level, LogSettings, Logger, error_text};
 
 /// Extension of a status file acknowledging a WAL file.
 pub const STATUS_EXT_OK: &str = ".ok";
@@ -94,8 +94,6 @@ pub fn wal_path(file: &str, pg_path: Option<&str>, command: &str) -> Result<Stri
     }
     Ok(format!("{}/{file}", pg_path.trim_end_matches('/')))
 }
-
-pub use crate::log::error_text;
 
 /// `repoN: [ErrorType] message`, the line pgBackRest collects per failed repository.
 #[must_use]

@@ -34,13 +34,11 @@ use pgkeep_repo::layout;
 use pgkeep_storage::Storage;
 
 use super::job::{self, PushOptions, PushRepo};
-use super::{
-    Queue, Spool, Wait, base_name, dir_name, error_text, repo_error_line, size_format, wal_path,
-};
+use super::{Queue, Spool, Wait, base_name, dir_name, repo_error_line, size_format, wal_path};
 use crate::commands::db;
 use crate::ctx::Ctx;
 use crate::lock;
-use crate::log::Logger;
+use crate::log::{Logger, error_text};
 
 /// Most threads one segment's compression gets (more do not pay off for 16 MiB).
 const COMPRESS_WORKERS_MAX: usize = 4;

@@ -741,18 +741,15 @@ fn save_manifest_copy(manifest: &Manifest, pg_path: &str) -> Result<()> {
 /// The file systems of the restore's target directories, one descriptor each (see the module
 /// contract).
 struct FileSystems {
-    /// `(path, descriptor)`, one per file system.
-    dirs: Vec<(String, std::fs::File)>,
-    /// Their devices (`st_dev`), in the same order.
-    devices: Vec<u64>,
+    /// `(path, descriptor, device)`, one per file system.
+    dirs: Vec<(String, std::fs::File, u64)>,
 }
 
 impl FileSystems {
     /// Open every target directory, keeping one per file system whose `syncfs` reports
     /// write-back errors.
     fn open(targets: &[clean::TargetDir]) -> Result<FileSystems> {
-        let mut dirs: Vec<(String, std::fs::File)> = Vec::new();
-        let mut devices: Vec<u64> = Vec::new();
+        let mut dirs: Vec<(String, std::fs::File, u64)> = Vec::new();
         for target in targets {
             let dir = std::fs::File::open(&target.path).map_err(|e| {
                 Error::io(ErrorKind::PathOpen, "unable to open path", &target.path, &e)
@@ -770,12 +767,13 @@ impl FileSystems {
                 .dev();
             // a file system whose syncfs cannot be trusted is left out: the workers fsync the
             // files written there one by one
-            if !devices.contains(&device) && pgkeep_storage::posix::syncfs_reports_errors(&dir) {
-                devices.push(device);
-                dirs.push((target.path.clone(), dir));
+            if !dirs.iter().any(|d| d.2 == device)
+                && pgkeep_storage::posix::syncfs_reports_errors(&dir)
+            {
+                dirs.push((target.path.clone(), dir, device));
             }
         }
-        Ok(FileSystems { dirs, devices })
+        Ok(FileSystems { dirs })
     }
 
     fn count(&self) -> usize {
@@ -784,12 +782,12 @@ impl FileSystems {
 
     /// The devices flushed by [`FileSystems::sync`].
     fn devices(&self) -> Vec<u64> {
-        self.devices.clone()
+        self.dirs.iter().map(|d| d.2).collect()
     }
 
     /// Flush each file system to disk and wait.
     fn sync(&self) -> Result<()> {
-        for (path, dir) in &self.dirs {
+        for (path, dir, _) in &self.dirs {
             nix::unistd::syncfs(dir).map_err(|e| {
                 Error::new(
                     ErrorKind::PathSync,
